@@ -1,0 +1,1 @@
+//! Request path normalisation and upstream path joining.

@@ -1,0 +1,1 @@
+//! Request router (see module docs once written).
