@@ -1,5 +1,6 @@
 //! Gatehouse: an API gateway driven by a Kong-style declarative configuration.
 #![forbid(unsafe_code)]
 
-pub mod router;
+pub mod config;
 pub mod proxy;
+pub mod router;

@@ -1,0 +1,363 @@
+//! The canonical configuration model: Kong's declarative entities as typed, validated-on-parse
+//! structs. Every provider (declarative file today, the Admin API later) produces a [`ConfigDoc`];
+//! nothing downstream knows where it came from.
+//!
+//! Field names and defaults follow Kong 3.x. Extensions (fields Kong does not have) are marked
+//! `Extension` in their doc comment and documented in `docs/configuration.md`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Kong's default for connect/write/read timeouts, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+/// Kong's default number of retries.
+pub const DEFAULT_RETRIES: u32 = 5;
+/// Kong's default target weight.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+fn default_retries() -> u32 {
+    DEFAULT_RETRIES
+}
+fn default_true() -> bool {
+    true
+}
+fn default_weight() -> u32 {
+    DEFAULT_WEIGHT
+}
+
+/// A reference to another entity: by name/username or id, as a string or `{id|name: ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EntityRef {
+    Name(String),
+    Object(EntityRefObject),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRefObject {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+impl EntityRef {
+    /// The id or name this reference names.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            EntityRef::Name(n) => Some(n),
+            EntityRef::Object(o) => o
+                .id
+                .as_deref()
+                .or(o.name.as_deref())
+                .or(o.username.as_deref()),
+        }
+    }
+}
+
+/// Kong `services` entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Shorthand for protocol, host, port and path.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_timeout")]
+    pub connect_timeout: u64,
+    #[serde(default = "default_timeout")]
+    pub write_timeout: u64,
+    #[serde(default = "default_timeout")]
+    pub read_timeout: u64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+/// Kong `routes` entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The service this route forwards to (top-level routes only; nested routes get their parent).
+    #[serde(default)]
+    pub service: Option<EntityRef>,
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Header name to accepted values (`~*` prefix: regex).
+    #[serde(default)]
+    pub headers: indexmap_like::OrderedMap,
+    /// Extension: query parameter name to accepted values, shaped like `headers`.
+    #[serde(default)]
+    pub query_params: indexmap_like::OrderedMap,
+    #[serde(default)]
+    pub regex_priority: i64,
+    #[serde(default = "default_true")]
+    pub strip_path: bool,
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default = "default_path_handling")]
+    pub path_handling: String,
+    #[serde(default = "default_https_redirect")]
+    pub https_redirect_status_code: u16,
+    /// Accepted for compatibility; Gatehouse always streams bodies unless a plugin buffers.
+    #[serde(default = "default_true")]
+    pub request_buffering: bool,
+    /// Accepted for compatibility; Gatehouse always streams bodies unless a plugin buffers.
+    #[serde(default = "default_true")]
+    pub response_buffering: bool,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+fn default_protocols() -> Vec<String> {
+    vec!["http".into(), "https".into()]
+}
+fn default_path_handling() -> String {
+    "v0".into()
+}
+fn default_https_redirect() -> u16 {
+    426
+}
+
+/// Kong `upstreams` entity (a named, load-balanced set of targets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    #[serde(default = "default_hash_none")]
+    pub hash_on: String,
+    #[serde(default = "default_hash_none")]
+    pub hash_fallback: String,
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    #[serde(default)]
+    pub host_header: Option<String>,
+    /// Kong's health-check block; only the disabled form is accepted until health checks exist.
+    #[serde(default)]
+    pub healthchecks: Option<Value>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+fn default_algorithm() -> String {
+    "round-robin".into()
+}
+fn default_hash_none() -> String {
+    "none".into()
+}
+fn default_slots() -> u32 {
+    10_000
+}
+
+/// Kong `targets` entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `host:port` or `host` (port 8000 as in Kong).
+    pub target: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The upstream (top-level targets only).
+    #[serde(default)]
+    pub upstream: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<f64>,
+    #[serde(default)]
+    pub updated_at: Option<f64>,
+}
+
+/// Kong `consumers` entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub custom_id: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+/// Kong `plugins` entity. `config` is validated by the plugin's own typed schema at compile time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub instance_name: Option<String>,
+    #[serde(default)]
+    pub config: Option<Value>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_protocols_all")]
+    pub protocols: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub service: Option<EntityRef>,
+    #[serde(default)]
+    pub route: Option<EntityRef>,
+    #[serde(default)]
+    pub consumer: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+fn default_protocols_all() -> Vec<String> {
+    vec!["grpc".into(), "grpcs".into(), "http".into(), "https".into()]
+}
+
+/// An entity with the field path it was declared at (for error messages) and, for nested
+/// entities, the index of its parent in the flat lists of [`ConfigDoc`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    pub path: String,
+    pub item: T,
+    pub parent: Option<usize>,
+}
+
+/// Scope of a plugin, resolved from nesting or from its `service`/`route`/`consumer` fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PluginScope {
+    pub service: Option<usize>,
+    pub route: Option<usize>,
+    pub consumer: Option<usize>,
+}
+
+/// The canonical, flattened configuration document.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigDoc {
+    pub format_version: String,
+    pub services: Vec<Located<Service>>,
+    /// `parent` is the index of the route's service.
+    pub routes: Vec<Located<Route>>,
+    pub upstreams: Vec<Located<Upstream>>,
+    /// `parent` is the index of the target's upstream.
+    pub targets: Vec<Located<Target>>,
+    pub consumers: Vec<Located<Consumer>>,
+    pub plugins: Vec<(Located<Plugin>, PluginScope)>,
+}
+
+/// A small ordered map `name -> [values]` that accepts Kong's shapes: a map of lists, a map of
+/// single strings, and keeps declaration order.
+pub mod indexmap_like {
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+    use std::fmt;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct OrderedMap(pub Vec<(String, Vec<String>)>);
+
+    impl OrderedMap {
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    impl<'de> Deserialize<'de> for OrderedMap {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OrderedMap;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a map of names to a list of values")
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<OrderedMap, E> {
+                    Ok(OrderedMap::default())
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OrderedMap, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = m.next_entry::<String, OneOrMany>()? {
+                        out.push((
+                            k,
+                            match v {
+                                OneOrMany::One(s) => vec![s],
+                                OneOrMany::Many(v) => v,
+                            },
+                        ));
+                    }
+                    Ok(OrderedMap(out))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    impl Serialize for OrderedMap {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+}
