@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod plugins;
 pub mod proxy;
 pub mod router;
+pub mod snapshot;

@@ -1,3 +1,183 @@
-fn main() {
-    println!("Hello, world!");
+//! The `gatehouse` command: run the gateway, validate a configuration, print the version.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use gatehouse::config;
+use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
+use gatehouse::proxy::pool::PoolSettings;
+use gatehouse::proxy::{Gateway, ServerConfig};
+use gatehouse::snapshot::compile;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An API gateway driven by a Kong-style declarative configuration"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway on a declarative configuration file.
+    Run(RunArgs),
+    /// Check a declarative configuration file and print every error found.
+    Validate {
+        /// The declarative file (YAML or JSON, Kong's `_format_version: "3.0"` format).
+        #[arg(short = 'c', long = "conf", env = "GATEHOUSE_DECLARATIVE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The declarative file (YAML or JSON, Kong's `_format_version: "3.0"` format).
+    #[arg(short = 'c', long = "conf", env = "GATEHOUSE_DECLARATIVE_CONFIG")]
+    config: PathBuf,
+    /// Address of the proxy listener.
+    #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "0.0.0.0:8000")]
+    proxy_listen: SocketAddr,
+    /// Worker threads (0: one per available core).
+    #[arg(long, env = "GATEHOUSE_WORKERS", default_value_t = 0)]
+    workers: usize,
+    /// Proxies whose forwarding headers are believed (IPs or CIDRs, comma-separated).
+    #[arg(long, env = "GATEHOUSE_TRUSTED_IPS", value_delimiter = ',')]
+    trusted_ips: Vec<String>,
+    /// Header carrying the client address when the peer is trusted.
+    #[arg(
+        long,
+        env = "GATEHOUSE_REAL_IP_HEADER",
+        default_value = "X-Forwarded-For"
+    )]
+    real_ip_header: String,
+    /// Skip trusted addresses from the right of the header (nginx `real_ip_recursive`).
+    #[arg(long, env = "GATEHOUSE_REAL_IP_RECURSIVE", default_value_t = false)]
+    real_ip_recursive: bool,
+    /// Idle keep-alive connections kept per upstream target and worker (0: no keep-alive).
+    #[arg(
+        long,
+        env = "GATEHOUSE_UPSTREAM_KEEPALIVE_POOL_SIZE",
+        default_value_t = 256
+    )]
+    upstream_keepalive_pool_size: usize,
+    /// Requests sent on one upstream connection before it is closed (0: unlimited).
+    #[arg(
+        long,
+        env = "GATEHOUSE_UPSTREAM_KEEPALIVE_MAX_REQUESTS",
+        default_value_t = 10_000
+    )]
+    upstream_keepalive_max_requests: u64,
+    /// Seconds an idle upstream connection is kept.
+    #[arg(
+        long,
+        env = "GATEHOUSE_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT",
+        default_value_t = 60
+    )]
+    upstream_keepalive_idle_timeout: u64,
+    /// Seconds allowed for a client to send a request head.
+    #[arg(long, env = "GATEHOUSE_CLIENT_HEADER_TIMEOUT", default_value_t = 60)]
+    client_header_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => match load(&config) {
+            Ok(snapshot) => {
+                println!(
+                    "{}: OK ({} services, {} routes, {} upstreams, {} plugins)",
+                    config.display(),
+                    snapshot.services.len(),
+                    snapshot.routes.len(),
+                    snapshot.upstreams.len(),
+                    snapshot.doc.plugins.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            init_logging();
+            match run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gatehouse: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config::ConfigErrors> {
+    let doc = config::load_file(path)?;
+    compile(doc).map_err(config::ConfigErrors)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let snapshot = load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let trusted = TrustedProxies::parse(&args.trusted_ips).context("--trusted-ips")?;
+    let header =
+        http::HeaderName::from_bytes(args.real_ip_header.as_bytes()).context("--real-ip-header")?;
+    let config = ServerConfig {
+        proxy_listen: args.proxy_listen,
+        workers: args.workers,
+        real_ip: RealIpConfig {
+            trusted,
+            header,
+            recursive: args.real_ip_recursive,
+        },
+        pool: PoolSettings {
+            max_idle_per_target: args.upstream_keepalive_pool_size,
+            max_requests: args.upstream_keepalive_max_requests,
+            idle_timeout: Duration::from_secs(args.upstream_keepalive_idle_timeout),
+        },
+        header_read_timeout: Duration::from_secs(args.client_header_timeout.max(1)),
+    };
+    let routes = snapshot.routes.len();
+    let gateway = Gateway::start(config, snapshot)
+        .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
+    tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    tracing::info!("shutting down");
+    gateway.shutdown();
+    Ok(())
 }

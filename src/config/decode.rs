@@ -17,7 +17,13 @@ use super::vault;
 const MAX_ERRORS_PER_ENTITY: usize = 32;
 
 /// Top-level keys that are metadata in Kong's format.
-const META_KEYS: &[&str] = &["_format_version", "_transform", "_comment", "_info", "_workspace"];
+const META_KEYS: &[&str] = &[
+    "_format_version",
+    "_transform",
+    "_comment",
+    "_info",
+    "_workspace",
+];
 /// Top-level collections Kong has that this version does not support yet.
 const UNSUPPORTED_COLLECTIONS: &[&str] = &[
     "certificates",
@@ -47,7 +53,12 @@ struct Decoder<'a> {
     /// Unresolved references, resolved once every entity is known.
     route_service_refs: Vec<(usize, EntityRef)>,
     target_upstream_refs: Vec<(usize, EntityRef)>,
-    plugin_refs: Vec<(usize, Option<EntityRef>, Option<EntityRef>, Option<EntityRef>)>,
+    plugin_refs: Vec<(
+        usize,
+        Option<EntityRef>,
+        Option<EntityRef>,
+        Option<EntityRef>,
+    )>,
 }
 
 /// Decode a parsed document. Vault references are resolved first.
@@ -62,7 +73,7 @@ pub fn decode(mut src: SourceDoc) -> Result<ConfigDoc, Vec<ConfigError>> {
         src: &src,
         errors: vault_errors
             .into_iter()
-            .map(|(p, m)| src.error(p, m))
+            .map(|(p, m)| src.locator.error(p, m))
             .collect(),
         doc: ConfigDoc::default(),
         route_service_refs: Vec::new(),
@@ -72,7 +83,9 @@ pub fn decode(mut src: SourceDoc) -> Result<ConfigDoc, Vec<ConfigError>> {
     d.top_level();
     d.resolve_refs();
     if d.errors.is_empty() {
-        Ok(d.doc)
+        let mut doc = d.doc;
+        doc.locator = src.locator;
+        Ok(doc)
     } else {
         let mut errors = d.errors;
         errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
@@ -82,13 +95,16 @@ pub fn decode(mut src: SourceDoc) -> Result<ConfigDoc, Vec<ConfigError>> {
 
 impl<'a> Decoder<'a> {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let e = self.src.error(path, message);
+        let e = self.src.locator.error(path, message);
         self.errors.push(e);
     }
 
     fn top_level(&mut self) {
         let Value::Object(root) = &self.src.value else {
-            self.err("", "expected a mapping at the top level with `_format_version`");
+            self.err(
+                "",
+                "expected a mapping at the top level with `_format_version`",
+            );
             return;
         };
         match root.get("_format_version") {
@@ -97,7 +113,9 @@ impl<'a> Decoder<'a> {
             }
             Some(other) => self.err(
                 "_format_version",
-                format!("unsupported format version {other}; expected \"3.0\" (or \"2.1\", \"1.1\")"),
+                format!(
+                    "unsupported format version {other}; expected \"3.0\" (or \"2.1\", \"1.1\")"
+                ),
             ),
             None => self.err("_format_version", "required field missing (use \"3.0\")"),
         }
@@ -158,7 +176,11 @@ impl<'a> Decoder<'a> {
         (self.deserialize(path, own), children)
     }
 
-    fn deserialize<T: DeserializeOwned>(&mut self, path: &str, mut obj: Map<String, Value>) -> Option<T> {
+    fn deserialize<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        mut obj: Map<String, Value>,
+    ) -> Option<T> {
         let mut failed = false;
         for _ in 0..MAX_ERRORS_PER_ENTITY {
             match serde_path_to_error::deserialize::<_, T>(Value::Object(obj.clone())) {
@@ -167,26 +189,31 @@ impl<'a> Decoder<'a> {
                     failed = true;
                     let inner = e.path().to_string();
                     let message = e.into_inner().to_string();
-                    let (field_path, top_key) = if let Some(name) = backticked(&message, "unknown field `") {
-                        let p = if inner == "." {
-                            name.to_string()
-                        } else if inner == name || inner.ends_with(&format!(".{name}")) {
-                            inner.clone()
+                    let (field_path, top_key) =
+                        if let Some(name) = backticked(&message, "unknown field `") {
+                            let p = if inner == "." {
+                                name.to_string()
+                            } else if inner == name || inner.ends_with(&format!(".{name}")) {
+                                inner.clone()
+                            } else {
+                                format!("{inner}.{name}")
+                            };
+                            let top = p.split(['.', '[']).next().unwrap_or(name).to_string();
+                            (p, Some(top))
+                        } else if message.starts_with("missing field `") {
+                            let name = backticked(&message, "missing field `").unwrap_or("");
+                            let p = if inner == "." {
+                                String::new()
+                            } else {
+                                inner.clone()
+                            };
+                            let full = join(path, &p);
+                            self.err(full, format!("required field missing: `{name}`"));
+                            return None;
                         } else {
-                            format!("{inner}.{name}")
+                            let top = inner.split(['.', '[']).next().map(str::to_string);
+                            (if inner == "." { String::new() } else { inner }, top)
                         };
-                        let top = p.split(['.', '[']).next().unwrap_or(name).to_string();
-                        (p, Some(top))
-                    } else if message.starts_with("missing field `") {
-                        let name = backticked(&message, "missing field `").unwrap_or("");
-                        let p = if inner == "." { String::new() } else { inner.clone() };
-                        let full = join(path, &p);
-                        self.err(full, format!("required field missing: `{name}`"));
-                        return None;
-                    } else {
-                        let top = inner.split(['.', '[']).next().map(str::to_string);
-                        (if inner == "." { String::new() } else { inner }, top)
-                    };
                     self.err(join(path, &field_path), clean_message(&message));
                     match top_key {
                         Some(k) if obj.remove(&k).is_some() => continue,
@@ -202,7 +229,11 @@ impl<'a> Decoder<'a> {
         let (svc, children) = self.entity::<Service>(&path, value, &["routes", "plugins"]);
         let idx = self.doc.services.len();
         if let Some(item) = svc {
-            self.doc.services.push(Located { path: path.clone(), item, parent: None });
+            self.doc.services.push(Located {
+                path: path.clone(),
+                item,
+                parent: None,
+            });
         } else {
             // keep indices stable for children: push nothing, children are still checked
             self.check_children_only(&path, &children);
@@ -212,7 +243,10 @@ impl<'a> Decoder<'a> {
             let p = format!("{path}.routes");
             self.each(&p, routes, |d, p, v| {
                 if v.get("service").is_some() {
-                    d.err(format!("{p}.service"), "must not be set on a route nested in a service");
+                    d.err(
+                        format!("{p}.service"),
+                        "must not be set on a route nested in a service",
+                    );
                 }
                 d.route(p, v, Some(idx));
             });
@@ -220,7 +254,14 @@ impl<'a> Decoder<'a> {
         if let Some(plugins) = children.get("plugins") {
             let p = format!("{path}.plugins");
             self.each(&p, plugins, |d, p, v| {
-                d.plugin(p, v, PluginScope { service: Some(idx), ..Default::default() })
+                d.plugin(
+                    p,
+                    v,
+                    PluginScope {
+                        service: Some(idx),
+                        ..Default::default()
+                    },
+                )
             });
         }
     }
@@ -247,11 +288,22 @@ impl<'a> Decoder<'a> {
         if let (None, Some(r)) = (service, &route.service) {
             self.route_service_refs.push((idx, r.clone()));
         }
-        self.doc.routes.push(Located { path: path.clone(), item: route, parent: service });
+        self.doc.routes.push(Located {
+            path: path.clone(),
+            item: route,
+            parent: service,
+        });
         if let Some(plugins) = children.get("plugins") {
             let p = format!("{path}.plugins");
             self.each(&p, plugins, |d, p, v| {
-                d.plugin(p, v, PluginScope { route: Some(idx), ..Default::default() })
+                d.plugin(
+                    p,
+                    v,
+                    PluginScope {
+                        route: Some(idx),
+                        ..Default::default()
+                    },
+                )
             });
         }
         Some(idx)
@@ -264,7 +316,11 @@ impl<'a> Decoder<'a> {
             return;
         };
         let idx = self.doc.upstreams.len();
-        self.doc.upstreams.push(Located { path: path.clone(), item, parent: None });
+        self.doc.upstreams.push(Located {
+            path: path.clone(),
+            item,
+            parent: None,
+        });
         if let Some(targets) = children.get("targets") {
             let p = format!("{path}.targets");
             self.each(&p, targets, |d, p, v| d.target(p, v, Some(idx)));
@@ -276,19 +332,32 @@ impl<'a> Decoder<'a> {
         let Some(item) = t else { return };
         let idx = self.doc.targets.len();
         match (upstream, &item.upstream) {
-            (Some(_), Some(_)) => self.err(format!("{path}.upstream"), "must not be set on a target nested in an upstream"),
+            (Some(_), Some(_)) => self.err(
+                format!("{path}.upstream"),
+                "must not be set on a target nested in an upstream",
+            ),
             (None, Some(r)) => self.target_upstream_refs.push((idx, r.clone())),
             (None, None) => self.err(path.clone(), "a top-level target must name its `upstream`"),
             (Some(_), None) => {}
         }
-        self.doc.targets.push(Located { path, item, parent: upstream });
+        self.doc.targets.push(Located {
+            path,
+            item,
+            parent: upstream,
+        });
     }
 
     fn consumer(&mut self, path: String, value: &Value) {
         if let Value::Object(obj) = value {
             for k in CONSUMER_CREDENTIALS {
-                if obj.get(*k).is_some_and(|v| !matches!(v, Value::Array(a) if a.is_empty())) {
-                    self.err(format!("{path}.{k}"), format!("`{k}` are not supported by this version of Gatehouse"));
+                if obj
+                    .get(*k)
+                    .is_some_and(|v| !matches!(v, Value::Array(a) if a.is_empty()))
+                {
+                    self.err(
+                        format!("{path}.{k}"),
+                        format!("`{k}` are not supported by this version of Gatehouse"),
+                    );
                 }
             }
         }
@@ -297,14 +366,28 @@ impl<'a> Decoder<'a> {
         let (c, children) = self.entity::<Consumer>(&path, value, &nested);
         let Some(item) = c else { return };
         if item.username.is_none() && item.custom_id.is_none() {
-            self.err(path.clone(), "at least one of these fields must be non-empty: 'custom_id', 'username'");
+            self.err(
+                path.clone(),
+                "at least one of these fields must be non-empty: 'custom_id', 'username'",
+            );
         }
         let idx = self.doc.consumers.len();
-        self.doc.consumers.push(Located { path: path.clone(), item, parent: None });
+        self.doc.consumers.push(Located {
+            path: path.clone(),
+            item,
+            parent: None,
+        });
         if let Some(plugins) = children.get("plugins") {
             let p = format!("{path}.plugins");
             self.each(&p, plugins, |d, p, v| {
-                d.plugin(p, v, PluginScope { consumer: Some(idx), ..Default::default() })
+                d.plugin(
+                    p,
+                    v,
+                    PluginScope {
+                        consumer: Some(idx),
+                        ..Default::default()
+                    },
+                )
             });
         }
     }
@@ -319,11 +402,26 @@ impl<'a> Decoder<'a> {
             ("consumer", scope.consumer.is_some(), &item.consumer),
         ] {
             if nested_here && r.is_some() {
-                self.err(format!("{path}.{field}"), format!("must not be set on a plugin nested in a {field}"));
+                self.err(
+                    format!("{path}.{field}"),
+                    format!("must not be set on a plugin nested in a {field}"),
+                );
             }
         }
-        self.plugin_refs.push((idx, item.service.clone(), item.route.clone(), item.consumer.clone()));
-        self.doc.plugins.push((Located { path, item, parent: None }, scope));
+        self.plugin_refs.push((
+            idx,
+            item.service.clone(),
+            item.route.clone(),
+            item.consumer.clone(),
+        ));
+        self.doc.plugins.push((
+            Located {
+                path,
+                item,
+                parent: None,
+            },
+            scope,
+        ));
     }
 
     fn resolve_refs(&mut self) {
@@ -333,8 +431,12 @@ impl<'a> Decoder<'a> {
             .iter()
             .map(|s| (s.item.id.clone(), s.item.name.clone()))
             .collect();
-        let routes: Vec<(Option<String>, Option<String>)> =
-            self.doc.routes.iter().map(|r| (r.item.id.clone(), r.item.name.clone())).collect();
+        let routes: Vec<(Option<String>, Option<String>)> = self
+            .doc
+            .routes
+            .iter()
+            .map(|r| (r.item.id.clone(), r.item.name.clone()))
+            .collect();
         let upstreams: Vec<(Option<String>, Option<String>)> = self
             .doc
             .upstreams
@@ -345,7 +447,12 @@ impl<'a> Decoder<'a> {
             .doc
             .consumers
             .iter()
-            .map(|c| (c.item.id.clone(), c.item.username.clone().or(c.item.custom_id.clone())))
+            .map(|c| {
+                (
+                    c.item.id.clone(),
+                    c.item.username.clone().or(c.item.custom_id.clone()),
+                )
+            })
             .collect();
         let find = |list: &[(Option<String>, Option<String>)], r: &EntityRef| -> Option<usize> {
             let key = r.key()?;
@@ -375,19 +482,28 @@ impl<'a> Decoder<'a> {
             if let Some(s) = s {
                 match find(&services, &s) {
                     Some(i) => self.doc.plugins[idx].1.service = Some(i),
-                    None => self.err(format!("{base}.service"), format!("no service named `{}`", s.key().unwrap_or(""))),
+                    None => self.err(
+                        format!("{base}.service"),
+                        format!("no service named `{}`", s.key().unwrap_or("")),
+                    ),
                 }
             }
             if let Some(r) = r {
                 match find(&routes, &r) {
                     Some(i) => self.doc.plugins[idx].1.route = Some(i),
-                    None => self.err(format!("{base}.route"), format!("no route named `{}`", r.key().unwrap_or(""))),
+                    None => self.err(
+                        format!("{base}.route"),
+                        format!("no route named `{}`", r.key().unwrap_or("")),
+                    ),
                 }
             }
             if let Some(c) = c {
                 match find(&consumers, &c) {
                     Some(i) => self.doc.plugins[idx].1.consumer = Some(i),
-                    None => self.err(format!("{base}.consumer"), format!("no consumer named `{}`", c.key().unwrap_or(""))),
+                    None => self.err(
+                        format!("{base}.consumer"),
+                        format!("no consumer named `{}`", c.key().unwrap_or("")),
+                    ),
                 }
             }
         }
@@ -409,8 +525,14 @@ fn join(base: &str, rel: &str) -> String {
 }
 
 fn clean_message(m: &str) -> String {
-    m.replace("data did not match any variant of untagged enum EntityRef", "expected a name, an id, or {id: ..} / {name: ..}")
-        .replace("data did not match any variant of untagged enum OneOrMany", "expected a string or a list of strings")
+    m.replace(
+        "data did not match any variant of untagged enum EntityRef",
+        "expected a name, an id, or {id: ..} / {name: ..}",
+    )
+    .replace(
+        "data did not match any variant of untagged enum OneOrMany",
+        "expected a string or a list of strings",
+    )
 }
 
 #[cfg(test)]
@@ -473,9 +595,24 @@ plugins:
         let e = &errs.0[0];
         assert_eq!(e.path, "services[0].retries", "{text}");
         assert_eq!(e.line, Some(4));
-        assert!(errs.0.iter().any(|e| e.path == "services[0].colour" && e.line == Some(5)), "{text}");
-        assert!(errs.0.iter().any(|e| e.path == "services[0].routes[0].bogus" && e.line == Some(8)), "{text}");
-        assert!(errs.0.iter().any(|e| e.path == "extra" && e.line == Some(9)), "{text}");
+        assert!(
+            errs.0
+                .iter()
+                .any(|e| e.path == "services[0].colour" && e.line == Some(5)),
+            "{text}"
+        );
+        assert!(
+            errs.0
+                .iter()
+                .any(|e| e.path == "services[0].routes[0].bogus" && e.line == Some(8)),
+            "{text}"
+        );
+        assert!(
+            errs.0
+                .iter()
+                .any(|e| e.path == "extra" && e.line == Some(9)),
+            "{text}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod vault;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::ConfigDoc;
-pub use source::SourceDoc;
+pub use source::{Locator, SourceDoc};
 
 use std::path::Path;
 

@@ -52,11 +52,11 @@ impl EntityRef {
     pub fn key(&self) -> Option<&str> {
         match self {
             EntityRef::Name(n) => Some(n),
-            EntityRef::Object(o) => o
-                .id
-                .as_deref()
-                .or(o.name.as_deref())
-                .or(o.username.as_deref()),
+            EntityRef::Object(o) => {
+                o.id.as_deref()
+                    .or(o.name.as_deref())
+                    .or(o.username.as_deref())
+            }
         }
     }
 }
@@ -287,6 +287,8 @@ pub struct PluginScope {
 /// The canonical, flattened configuration document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConfigDoc {
+    /// Where each field came from (for errors found when compiling).
+    pub locator: super::source::Locator,
     pub format_version: String,
     pub services: Vec<Located<Service>>,
     /// `parent` is the index of the route's service.

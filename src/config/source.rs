@@ -24,13 +24,19 @@ pub struct Pos {
 /// A parsed document: the value tree and where each field came from.
 #[derive(Debug, Default)]
 pub struct SourceDoc {
+    pub locator: Locator,
+    pub value: Value,
+}
+
+/// Where each field of a document came from, for error messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Locator {
     /// Name of the source for messages (usually the file path).
     pub name: String,
-    pub value: Value,
     positions: HashMap<String, Pos>,
 }
 
-impl SourceDoc {
+impl Locator {
     /// Position of the node at `path` (or of its nearest known ancestor).
     pub fn pos(&self, path: &str) -> Option<Pos> {
         let mut p = path;
@@ -55,13 +61,17 @@ impl SourceDoc {
             message: message.into(),
         }
     }
+}
 
+impl SourceDoc {
     /// A document built from an in-memory value (no positions), e.g. from the Admin API.
     pub fn from_value(name: impl Into<String>, value: Value) -> Self {
         SourceDoc {
-            name: name.into(),
+            locator: Locator {
+                name: name.into(),
+                positions: HashMap::default(),
+            },
             value,
-            positions: HashMap::default(),
         }
     }
 }
@@ -101,21 +111,18 @@ pub fn parse(name: &str, text: &str) -> Result<SourceDoc, ConfigError> {
             "expected one document, found several (`---`)".into(),
         ));
     }
-    let mut out = SourceDoc {
-        name: name.to_string(),
-        value: Value::Null,
-        positions: HashMap::default(),
-    };
+    let mut out = SourceDoc::from_value(name, Value::Null);
     let mut path = String::new();
-    out.value = convert(&root, &mut path, &mut out.positions).map_err(|(p, pos, msg)| {
-        ConfigError {
-            source: name.to_string(),
-            line: Some(pos.line),
-            column: Some(pos.column),
-            path: p,
-            message: msg,
-        }
-    })?;
+    out.value =
+        convert(&root, &mut path, &mut out.locator.positions).map_err(|(p, pos, msg)| {
+            ConfigError {
+                source: name.to_string(),
+                line: Some(pos.line),
+                column: Some(pos.column),
+                path: p,
+                message: msg,
+            }
+        })?;
     Ok(out)
 }
 
@@ -212,17 +219,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc.value["services"][0]["name"], "a");
-        let p = doc.pos("services[0].routes[0].paths[1]").unwrap();
+        let p = doc.locator.pos("services[0].routes[0].paths[1]").unwrap();
         assert_eq!(p.line, 5);
         assert!(p.column > 10);
-        assert_eq!(doc.pos("services[0].name").unwrap().line, 3);
+        assert_eq!(doc.locator.pos("services[0].name").unwrap().line, 3);
         // unknown child falls back to the nearest ancestor
-        assert_eq!(doc.pos("services[0].nope").unwrap().line, 3);
+        assert_eq!(doc.locator.pos("services[0].nope").unwrap().line, 3);
     }
 
     #[test]
     fn json_is_accepted() {
-        let doc = parse("c.json", r#"{"_format_version": "3.0", "services": [{"name": "a", "port": 80}]}"#).unwrap();
+        let doc = parse(
+            "c.json",
+            r#"{"_format_version": "3.0", "services": [{"name": "a", "port": 80}]}"#,
+        )
+        .unwrap();
         assert_eq!(doc.value["services"][0]["port"], 80);
     }
 

@@ -9,7 +9,11 @@
 use serde_json::Value;
 
 /// Resolve every reference in `value`; `report(path, message)` receives each failure.
-pub fn resolve_references(value: &mut Value, path: &mut String, report: &mut dyn FnMut(&str, String)) {
+pub fn resolve_references(
+    value: &mut Value,
+    path: &mut String,
+    report: &mut dyn FnMut(&str, String),
+) {
     match value {
         Value::String(s) => {
             if let Some(reference) = parse_reference(s) {
@@ -66,10 +70,17 @@ fn resolve(reference: &str) -> Result<String, String> {
     }
     let var: String = name
         .chars()
-        .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() })
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
         .collect();
-    let raw = std::env::var(&var)
-        .map_err(|_| format!("environment variable `{var}` (from `{{vault://{reference}}}`) is not set"))?;
+    let raw = std::env::var(&var).map_err(|_| {
+        format!("environment variable `{var}` (from `{{vault://{reference}}}`) is not set")
+    })?;
     match key {
         None => Ok(raw),
         Some(key) => {
@@ -78,7 +89,9 @@ fn resolve(reference: &str) -> Result<String, String> {
             match json.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
                 Some(other) => Ok(other.to_string()),
-                None => Err(format!("key `{key}` not found in environment variable `{var}`")),
+                None => Err(format!(
+                    "key `{key}` not found in environment variable `{var}`"
+                )),
             }
         }
     }
@@ -95,7 +108,9 @@ mod tests {
         let home = std::env::var("PATH").unwrap();
         let mut v = serde_json::json!({"a": {"secret": "{vault://env/path}"}, "b": ["{vault://env/GATEHOUSE_NOPE_X}"]});
         let mut errors = Vec::new();
-        resolve_references(&mut v, &mut String::new(), &mut |p, m| errors.push((p.to_string(), m)));
+        resolve_references(&mut v, &mut String::new(), &mut |p, m| {
+            errors.push((p.to_string(), m))
+        });
         assert_eq!(v["a"]["secret"], home);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].0, "b[0]");
@@ -106,7 +121,9 @@ mod tests {
     fn other_vaults_are_errors_and_plain_strings_untouched() {
         let mut v = serde_json::json!({"a": "{vault://aws/x}", "b": "plain {vault"});
         let mut errors = Vec::new();
-        resolve_references(&mut v, &mut String::new(), &mut |p, m| errors.push((p.to_string(), m)));
+        resolve_references(&mut v, &mut String::new(), &mut |p, m| {
+            errors.push((p.to_string(), m))
+        });
         assert_eq!(errors.len(), 1);
         assert_eq!(v["b"], "plain {vault");
     }

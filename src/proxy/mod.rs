@@ -1,3 +1,11 @@
 //! The data plane: accept, route, run plugins, forward upstream, stream back.
+pub mod body;
 pub mod client_ip;
+pub mod error;
+pub mod forward;
+pub mod handler;
 pub mod path;
+pub mod pool;
+pub mod server;
+
+pub use server::{Gateway, ServerConfig};

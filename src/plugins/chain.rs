@@ -1,0 +1,182 @@
+//! Plugin chains: which plugin instances run for a request, in which order.
+//!
+//! Kong's precedence decides which instance of a plugin runs when the same plugin is configured
+//! at several scopes: the most specific wins, one instance per plugin name:
+//! consumer+route+service > consumer+route > consumer+service > route+service > consumer >
+//! route > service > global. Chains are resolved when a configuration is compiled, never per
+//! request, and ordered by descending priority (ties by name) as Kong does.
+
+use std::sync::Arc;
+
+use super::PluginInstance;
+
+/// The scope a plugin instance was configured at (indices into the snapshot's entity lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PluginScopeKey {
+    pub route: Option<usize>,
+    pub service: Option<usize>,
+    pub consumer: Option<usize>,
+}
+
+/// An ordered, immutable list of plugin instances (shared between routes when identical).
+#[derive(Clone, Default)]
+pub struct Chain(pub Arc<[Arc<PluginInstance>]>);
+
+impl Chain {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &PluginInstance> {
+        self.0.iter().map(|p| &**p)
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        self.iter().map(|p| p.name()).collect()
+    }
+}
+
+/// Rank of a scope for a request on (`route`, `service`, `consumer`): `None` when the instance
+/// does not apply, otherwise higher is more specific.
+fn rank(
+    scope: &PluginScopeKey,
+    route: Option<usize>,
+    service: Option<usize>,
+    consumer: Option<usize>,
+) -> Option<u8> {
+    let applies = |configured: Option<usize>, actual: Option<usize>| {
+        configured.is_none() || configured == actual
+    };
+    if !(applies(scope.route, route)
+        && applies(scope.service, service)
+        && applies(scope.consumer, consumer))
+    {
+        return None;
+    }
+    Some(
+        match (
+            scope.consumer.is_some(),
+            scope.route.is_some(),
+            scope.service.is_some(),
+        ) {
+            (true, true, true) => 7,
+            (true, true, false) => 6,
+            (true, false, true) => 5,
+            (false, true, true) => 4,
+            (true, false, false) => 3,
+            (false, true, false) => 2,
+            (false, false, true) => 1,
+            (false, false, false) => 0,
+        },
+    )
+}
+
+/// The chain for a request on (`route`, `service`, `consumer`) among every enabled instance.
+pub fn resolve_chain(
+    instances: &[(PluginScopeKey, Arc<PluginInstance>)],
+    route: Option<usize>,
+    service: Option<usize>,
+    consumer: Option<usize>,
+) -> Chain {
+    let mut best: Vec<(u8, &Arc<PluginInstance>)> = Vec::new();
+    for (scope, inst) in instances {
+        let Some(r) = rank(scope, route, service, consumer) else {
+            continue;
+        };
+        match best.iter_mut().find(|(_, b)| b.name() == inst.name()) {
+            Some(slot) if slot.0 < r => *slot = (r, inst),
+            Some(_) => {}
+            None => best.push((r, inst)),
+        }
+    }
+    let mut list: Vec<Arc<PluginInstance>> = best.into_iter().map(|(_, i)| i.clone()).collect();
+    list.sort_by(|a, b| b.priority().cmp(&a.priority()).then(a.name().cmp(b.name())));
+    Chain(list.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inst(name: &str, config: serde_json::Value) -> Arc<PluginInstance> {
+        Arc::new(PluginInstance::build(name, &config).unwrap_or_else(|e| panic!("{e:?}")))
+    }
+
+    fn status_of(chain: &Chain) -> Vec<u16> {
+        chain
+            .iter()
+            .filter_map(|p| match p {
+                PluginInstance::RequestTermination(t) => Some(t.status_code()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn most_specific_scope_wins_once_per_name() {
+        let scoped = |route, service, consumer, code: u16| {
+            (
+                PluginScopeKey {
+                    route,
+                    service,
+                    consumer,
+                },
+                inst("request-termination", json!({ "status_code": code })),
+            )
+        };
+        let instances = vec![
+            scoped(None, None, None, 500),
+            scoped(None, Some(0), None, 501),
+            scoped(Some(0), None, None, 502),
+            scoped(Some(0), Some(0), None, 503),
+            scoped(None, None, Some(0), 504),
+            scoped(Some(0), None, Some(0), 506),
+        ];
+        assert_eq!(
+            status_of(&resolve_chain(&instances, Some(0), Some(0), None)),
+            [503]
+        );
+        assert_eq!(
+            status_of(&resolve_chain(&instances, Some(1), Some(0), None)),
+            [501]
+        );
+        assert_eq!(
+            status_of(&resolve_chain(&instances, Some(1), Some(1), None)),
+            [500]
+        );
+        assert_eq!(
+            status_of(&resolve_chain(&instances, Some(0), Some(1), None)),
+            [502]
+        );
+        assert_eq!(
+            status_of(&resolve_chain(&instances, Some(0), Some(0), Some(0))),
+            [506]
+        );
+        assert_eq!(
+            status_of(&resolve_chain(&instances, Some(1), Some(1), Some(0))),
+            [504]
+        );
+        assert_eq!(
+            status_of(&resolve_chain(&instances, None, None, None)),
+            [500]
+        );
+    }
+
+    #[test]
+    fn chain_is_ordered_by_priority() {
+        let g = PluginScopeKey::default();
+        let instances = vec![
+            (g, inst("request-termination", json!({}))),
+            (g, inst("request-transformer", json!({}))),
+            (g, inst("correlation-id", json!({}))),
+        ];
+        let chain = resolve_chain(&instances, None, None, None);
+        assert_eq!(
+            chain.names(),
+            [
+                "correlation-id",
+                "request-transformer",
+                "request-termination"
+            ]
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The plugin pipeline: one trait with a default method per phase, a registry of the plugins
+//! compiled into the binary, and the per-route chain built once per configuration load.
+//!
+//! Phase order for one request (see `docs/architecture.md` for the chart):
+//! 1. [`Plugin::on_request`] in descending priority (Kong's access phase); may answer the
+//!    request itself with [`Flow::Respond`], which skips the upstream.
+//! 2. [`Plugin::on_upstream_request`] in descending priority, on the request about to be sent.
+//! 3. [`Plugin::on_response`] in *ascending* priority (onion order) on the response head,
+//!    whether it came from the upstream, from the gateway or from a plugin.
+//! 4. [`Plugin::on_log`] once the response head has been handed to the client.
+//!
+//! Dispatch is static: [`PluginInstance`] is an enum over every plugin type, so the async phase
+//! needs no boxing and the compiler sees through every call.
+
+pub mod chain;
+pub mod correlation_id;
+pub mod request_termination;
+pub mod request_transformer;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::proxy::body::ProxyBody;
+
+pub use chain::{Chain, PluginScopeKey, resolve_chain};
+
+/// Per-request state shared by the phases of every plugin in the chain.
+pub struct RequestCtx {
+    /// When the request head was received.
+    pub started: Instant,
+    /// The client's address as resolved from the socket and trusted proxies.
+    pub client_ip: IpAddr,
+    /// The TCP peer (the client, or the last proxy in front of the gateway).
+    pub peer: SocketAddr,
+    /// The local address the connection was accepted on.
+    pub local: SocketAddr,
+    /// Per-process connection number, and the index of this request on its connection (1-based).
+    pub connection_id: u64,
+    pub connection_requests: u64,
+    /// Index of the matched route in the snapshot, if any.
+    pub route: Option<usize>,
+    /// Index of the route's service in the snapshot, if any.
+    pub service: Option<usize>,
+    /// Index of the authenticated consumer, once an authentication plugin sets it.
+    pub consumer: Option<usize>,
+    /// Typed per-plugin state (allocated only when a plugin uses it).
+    pub extensions: http::Extensions,
+}
+
+/// The outcome of the request phase.
+pub enum Flow {
+    /// Go on to the next plugin, then the upstream.
+    Continue,
+    /// Answer the client with this response; the upstream is not contacted.
+    Respond(Response<ProxyBody>),
+}
+
+/// A plugin: a priority, a typed configuration and the phases it takes part in.
+///
+/// Instances are built once per configuration load from their typed config and shared by every
+/// chain that uses them; per-request state goes into [`RequestCtx::extensions`].
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// The plugin's name in configuration (`request-termination`).
+    const NAME: &'static str;
+    /// Kong's static priority: higher runs first in the request phase.
+    const PRIORITY: i32;
+    /// The typed `config` object (`#[serde(deny_unknown_fields)]`, defaults as Kong's).
+    type Config: DeserializeOwned;
+
+    /// Build an instance; errors name the config field (`status_code`) and what is wrong.
+    fn new(config: Self::Config) -> Result<Self, Vec<(String, String)>>;
+
+    /// Request phase, after routing (and before the upstream is picked). Runs in descending
+    /// priority. Return [`Flow::Respond`] to answer the client directly.
+    fn on_request(
+        &self,
+        _ctx: &mut RequestCtx,
+        _req: &mut http::request::Parts,
+    ) -> impl Future<Output = Flow> + Send {
+        async { Flow::Continue }
+    }
+
+    /// On the upstream request head, after the gateway set its forwarding headers and before it
+    /// is sent. Runs in descending priority. Not called when the request was answered early.
+    fn on_upstream_request(&self, _ctx: &mut RequestCtx, _req: &mut http::request::Parts) {}
+
+    /// On the response head going to the client (from the upstream, the gateway or a plugin).
+    /// Runs in ascending priority.
+    fn on_response(&self, _ctx: &mut RequestCtx, _resp: &mut http::response::Parts) {}
+
+    /// After the response head was handed to the client. Must not fail or block.
+    fn on_log(&self, _ctx: &RequestCtx, _status: StatusCode) {}
+}
+
+macro_rules! plugin_registry {
+    ($($variant:ident => $ty:path),* $(,)?) => {
+        /// One configured plugin instance (static dispatch over every plugin type).
+        pub enum PluginInstance {
+            $($variant($ty)),*
+        }
+
+        /// Names of every plugin this build knows.
+        pub const KNOWN_PLUGINS: &[&str] = &[$(<$ty as Plugin>::NAME),*];
+
+        impl PluginInstance {
+            /// Build a plugin from its name and raw `config`; errors are `(field path, message)`.
+            pub fn build(name: &str, config: &serde_json::Value) -> Result<Self, Vec<(String, String)>> {
+                match name {
+                    $(<$ty as Plugin>::NAME => build_typed::<$ty>(config).map(PluginInstance::$variant),)*
+                    _ => Err(vec![(String::new(), format!(
+                        "plugin '{name}' not enabled; known plugins: {}", KNOWN_PLUGINS.join(", ")
+                    ))]),
+                }
+            }
+            pub fn name(&self) -> &'static str {
+                match self { $(PluginInstance::$variant(_) => <$ty as Plugin>::NAME),* }
+            }
+            pub fn priority(&self) -> i32 {
+                match self { $(PluginInstance::$variant(_) => <$ty as Plugin>::PRIORITY),* }
+            }
+            pub async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
+                match self { $(PluginInstance::$variant(p) => p.on_request(ctx, req).await),* }
+            }
+            pub fn on_upstream_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) {
+                match self { $(PluginInstance::$variant(p) => p.on_upstream_request(ctx, req)),* }
+            }
+            pub fn on_response(&self, ctx: &mut RequestCtx, resp: &mut http::response::Parts) {
+                match self { $(PluginInstance::$variant(p) => p.on_response(ctx, resp)),* }
+            }
+            pub fn on_log(&self, ctx: &RequestCtx, status: StatusCode) {
+                match self { $(PluginInstance::$variant(p) => p.on_log(ctx, status)),* }
+            }
+        }
+    };
+}
+
+plugin_registry! {
+    CorrelationId => correlation_id::CorrelationId,
+    RequestTermination => request_termination::RequestTermination,
+    RequestTransformer => request_transformer::RequestTransformer,
+}
+
+fn build_typed<P: Plugin>(config: &serde_json::Value) -> Result<P, Vec<(String, String)>> {
+    // Kong fills a missing `config` with the schema defaults: an empty object does the same here.
+    let raw = if config.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        config.clone()
+    };
+    let typed: P::Config = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![(path, e.into_inner().to_string())]
+    })?;
+    P::new(typed)
+}
+
+/// A small JSON response used by the gateway and by plugins: `{"message": "..."}`.
+pub fn json_message(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    json_response(status, Bytes::from(body))
+}
+
+/// A response with a JSON body.
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,170 @@
+//! Body types of the data plane. Nothing here buffers: upstream bodies stream frame by frame.
+//!
+//! - [`ProxyBody`] is what the gateway sends to clients: a small in-memory body (errors, plugin
+//!   answers) or the upstream's streaming body, which returns its keep-alive connection to the
+//!   pool once it ends and enforces the service's `read_timeout` between two reads.
+//! - [`RequestBody`] is what the gateway sends upstream: the client's streaming body, or a small
+//!   in-memory one.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use super::pool::PooledConn;
+
+/// Boxed error type of gateway bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The upstream stopped sending for longer than the service's `read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream read timed out")]
+pub struct ReadTimeout;
+
+/// A body sent to the client.
+pub enum ProxyBody {
+    /// A complete body held in memory (`None` once sent).
+    Full(Option<Bytes>),
+    /// The upstream's response body, streamed.
+    Upstream(UpstreamBody),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b = bytes.into();
+        ProxyBody::Full((!b.is_empty()).then_some(b))
+    }
+    pub fn empty() -> Self {
+        ProxyBody::Full(None)
+    }
+}
+
+/// The upstream response body plus the connection it arrived on.
+pub struct UpstreamBody {
+    inner: Incoming,
+    conn: Option<PooledConn>,
+    read_timeout: Duration,
+    idle: Option<Pin<Box<Sleep>>>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, conn: PooledConn, read_timeout: Duration) -> Self {
+        let mut body = UpstreamBody {
+            inner,
+            conn: Some(conn),
+            read_timeout,
+            idle: None,
+        };
+        // A body that is empty from the start is never polled by the server: release now.
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.release();
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(u) => {
+                match Pin::new(&mut u.inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        u.idle = None;
+                        if u.inner.is_end_stream() {
+                            u.release();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        u.conn = None;
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Poll::Ready(None) => {
+                        u.release();
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => {
+                        // The timer is armed only when the upstream makes us wait.
+                        let timeout = u.read_timeout;
+                        let sleep = u
+                            .idle
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                        ready!(sleep.as_mut().poll(cx));
+                        u.conn = None;
+                        Poll::Ready(Some(Err(Box::new(ReadTimeout))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Upstream(u) => u.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Full(None) => SizeHint::with_exact(0),
+            ProxyBody::Upstream(u) => u.inner.size_hint(),
+        }
+    }
+}
+
+/// A body sent to the upstream.
+pub enum RequestBody {
+    /// The client's body, streamed.
+    Incoming(Incoming),
+    /// A complete body held in memory (`None` once sent).
+    Full(Option<Bytes>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(b) => b.is_end_stream(),
+            RequestBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Incoming(b) => b.size_hint(),
+            RequestBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            RequestBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}

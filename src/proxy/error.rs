@@ -1,0 +1,110 @@
+//! Data-plane errors: what went wrong, who is to blame, and the one place where an error becomes
+//! an HTTP status and a JSON body (`{"message": ...}`, Kong's wording where Kong has one).
+
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::plugins::json_message;
+use crate::proxy::body::ProxyBody;
+
+/// Who caused an error (for logs and, later, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+/// Every way the gateway can fail a request on its own.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// The request path is malformed or uses a forbidden encoding.
+    BadPath(super::path::PathError),
+    /// The request is malformed in another way.
+    BadRequest(&'static str),
+    /// No route matched.
+    NoRoute,
+    /// A route matched the path but not the method.
+    MethodNotAllowed(Vec<Method>),
+    /// A route only accepts HTTPS.
+    HttpsRequired,
+    /// The matched route has no service.
+    NoService,
+    /// The service's upstream has no usable target.
+    NoTargets,
+    /// Connecting to the upstream failed (after retries).
+    ConnectFailed,
+    /// The upstream did not answer within `read_timeout`.
+    UpstreamTimeout,
+    /// The upstream closed or reset the connection or sent an invalid response.
+    UpstreamBroken,
+}
+
+impl ProxyError {
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::BadPath(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::NoRoute
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::HttpsRequired => Blame::Client,
+            ProxyError::NoService | ProxyError::NoTargets => Blame::Gateway,
+            ProxyError::ConnectFailed
+            | ProxyError::UpstreamTimeout
+            | ProxyError::UpstreamBroken => Blame::Upstream,
+        }
+    }
+
+    /// Status code for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::HttpsRequired => StatusCode::UPGRADE_REQUIRED,
+            ProxyError::NoService | ProxyError::NoTargets => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ConnectFailed | ProxyError::UpstreamBroken => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The JSON response for this error.
+    pub fn into_response(self) -> http::Response<ProxyBody> {
+        let status = self.status();
+        let message: std::borrow::Cow<'static, str> = match &self {
+            ProxyError::BadPath(e) => format!("Bad request: {e}").into(),
+            ProxyError::BadRequest(m) => format!("Bad request: {m}").into(),
+            ProxyError::NoRoute => "no Route matched with those values".into(),
+            ProxyError::MethodNotAllowed(_) => "Method not allowed".into(),
+            ProxyError::HttpsRequired => "Please use HTTPS protocol".into(),
+            ProxyError::NoService => "no Service found with those values".into(),
+            ProxyError::NoTargets => "failure to get a peer from the ring-balancer".into(),
+            ProxyError::ConnectFailed | ProxyError::UpstreamBroken => {
+                "An invalid response was received from the upstream server".into()
+            }
+            ProxyError::UpstreamTimeout => "The upstream server is timing out".into(),
+        };
+        let mut resp = json_message(status, &message);
+        match self {
+            ProxyError::MethodNotAllowed(allow) => {
+                let list = allow
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&list) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            ProxyError::HttpsRequired => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                resp.headers_mut().insert(
+                    header::UPGRADE,
+                    HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,162 @@
+//! Building the upstream request head from the client's: hop-by-hop headers removed (RFC 9110
+//! §7.6.1, including every header named in `Connection`), `Host` per `preserve_host`, and the
+//! `X-Forwarded-*` / `X-Real-IP` headers set the way Kong sets them:
+//!
+//! - `X-Forwarded-For`: the client's list (if any) with the TCP peer appended.
+//! - `X-Forwarded-Proto`, `-Host`, `-Port`, `-Path`: taken from the client only when the peer
+//!   is a trusted proxy, otherwise computed by the gateway (a client cannot spoof them).
+//! - `X-Real-IP`: the client address resolved through trusted proxies.
+//!
+//! The same hop-by-hop removal applies to responses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers that never cross the gateway.
+fn fixed_hop_headers() -> [&'static HeaderName; 7] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Remove hop-by-hop headers, including those listed in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        // Rare path: only clients that name extra hop-by-hop headers pay for the copy.
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for h in fixed_hop_headers() {
+        if headers.contains_key(h) {
+            headers.remove(h);
+        }
+    }
+}
+
+/// What the gateway knows about the client side of a request.
+pub struct ClientSide<'a> {
+    pub peer: SocketAddr,
+    pub client_ip: IpAddr,
+    pub peer_trusted: bool,
+    pub scheme: &'static str,
+    pub local_port: u16,
+    /// The `Host` the client used (may carry a port).
+    pub host: Option<&'a HeaderValue>,
+    /// The normalised request path (before stripping), as a header value.
+    pub path: Option<HeaderValue>,
+}
+
+/// Set `X-Forwarded-*` and `X-Real-IP` on an upstream request.
+pub fn set_forwarded_headers(headers: &mut HeaderMap, c: ClientSide<'_>) {
+    let peer_ip = c.peer.ip();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {peer_ip}"))
+        }
+        _ => HeaderValue::from_str(&peer_ip.to_string()),
+    };
+    // Several incoming X-Forwarded-For lines are folded into the first plus the peer; the
+    // remaining lines are dropped so the upstream sees one list.
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(v) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&c.client_ip.to_string()) {
+        headers.insert(X_REAL_IP.clone(), v);
+    }
+    let keep =
+        |headers: &HeaderMap, name: &HeaderName| c.peer_trusted && headers.contains_key(name);
+    if !keep(headers, &X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(c.scheme),
+        );
+    }
+    if !keep(headers, &X_FORWARDED_HOST) {
+        match c.host.and_then(|h| h.to_str().ok()).map(strip_port) {
+            Some(h) => {
+                if let Ok(v) = HeaderValue::from_str(h) {
+                    headers.insert(X_FORWARDED_HOST.clone(), v);
+                }
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    if !keep(headers, &X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(c.local_port));
+    }
+    if !keep(headers, &X_FORWARDED_PATH)
+        && let Some(v) = &c.path
+    {
+        headers.insert(X_FORWARDED_PATH.clone(), v.clone());
+    }
+}
+
+/// `example.com:8000` → `example.com`; `[::1]:80` → `[::1]`.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.com:80"), "a.com");
+        assert_eq!(strip_port("a.com"), "a.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,336 @@
+//! One request's journey: normalise → route → request-phase plugins → upstream (with retries on
+//! connect failure) → response-phase plugins → stream back. See `docs/architecture.md`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+
+use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::client_ip::{RealIpConfig, client_ip};
+use super::error::ProxyError;
+use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
+use super::path::{normalize_path, upstream_path};
+use super::pool::{self, PoolSettings, PooledConn};
+use crate::plugins::{Chain, Flow, RequestCtx};
+use crate::router::{RequestView, RouteMatch};
+use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
+
+/// State shared by every connection of a running gateway.
+pub struct Shared {
+    /// The current configuration; replaced as a whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    pub real_ip: RealIpConfig,
+    pub pool: Arc<PoolSettings>,
+    pub connections: AtomicU64,
+}
+
+/// Per-connection facts.
+pub struct ConnState {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub id: u64,
+    pub requests: AtomicU64,
+}
+
+/// Handle one request from a client connection. Never fails: every error becomes a response.
+pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyBody> {
+    let shared = &*conn.shared;
+    let snap = shared.snapshot.load_full();
+    let (mut parts, body) = req.into_parts();
+    let peer_ip = conn.peer.ip();
+    let peer_trusted =
+        !shared.real_ip.trusted.is_empty() && shared.real_ip.trusted.contains(peer_ip);
+    let mut ctx = RequestCtx {
+        started: Instant::now(),
+        client_ip: if peer_trusted {
+            client_ip(peer_ip, &parts.headers, &shared.real_ip)
+        } else {
+            peer_ip
+        },
+        peer: conn.peer,
+        local: conn.local,
+        connection_id: conn.id,
+        connection_requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+        route: None,
+        service: None,
+        consumer: None,
+        extensions: http::Extensions::new(),
+    };
+
+    // Route on the normalised path; remember what the upstream request needs from it, so that
+    // the borrow of the URI ends before plugins get the request head.
+    let routed = {
+        let path = match normalize_path(parts.uri.path()) {
+            Ok(p) => p,
+            Err(e) => {
+                return respond_unrouted(
+                    &snap.global_chain,
+                    &mut ctx,
+                    &mut parts,
+                    ProxyError::BadPath(e),
+                )
+                .await;
+            }
+        };
+        let host = request_host(&parts);
+        let view = RequestView {
+            method: &parts.method,
+            host: host.and_then(|h| h.to_str().ok()).unwrap_or(""),
+            path: &path,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        };
+        match snap.router.find(&view) {
+            RouteMatch::Matched(m) => {
+                let route = &snap.routes[m.route];
+                let service = route.service.and_then(|s| snap.services.get(s));
+                let upstream = upstream_path(
+                    service.and_then(|s| s.path.as_deref()),
+                    &path,
+                    m.matched_path_len,
+                    route.strip_path,
+                    route.path_handling,
+                );
+                let uri = if upstream == parts.uri.path() {
+                    None
+                } else {
+                    Some(join_query(&upstream, parts.uri.query()))
+                };
+                let fwd_path = HeaderValue::from_str(&path).ok();
+                Ok((m.route, uri, fwd_path))
+            }
+            RouteMatch::MethodNotAllowed { allow } => Err(ProxyError::MethodNotAllowed(allow)),
+            RouteMatch::NotFound => Err(ProxyError::NoRoute),
+        }
+    };
+    let (route_idx, upstream_uri, fwd_path) = match routed {
+        Ok(r) => r,
+        Err(e) => return respond_unrouted(&snap.global_chain, &mut ctx, &mut parts, e).await,
+    };
+    let route = &snap.routes[route_idx];
+    ctx.route = Some(route_idx);
+    ctx.service = route.service;
+    let chain = &route.chain;
+
+    if !route.allows_http {
+        let resp = https_required(route.https_redirect, &parts);
+        return finish(chain, &mut ctx, resp);
+    }
+
+    for plugin in chain.iter() {
+        if let Flow::Respond(resp) = plugin.on_request(&mut ctx, &mut parts).await {
+            return finish(chain, &mut ctx, resp);
+        }
+    }
+
+    let Some(service) = route.service.and_then(|s| snap.services.get(s)) else {
+        return finish(chain, &mut ctx, ProxyError::NoService.into_response());
+    };
+
+    // The upstream request head.
+    let client_host = request_host(&parts).cloned();
+    if let Some(uri) = upstream_uri {
+        parts.uri = uri;
+    } else if parts.uri.scheme().is_some() {
+        // absolute-form from the client: forward origin-form
+        parts.uri = join_query(parts.uri.path(), parts.uri.query());
+    }
+    remove_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::EXPECT);
+    set_forwarded_headers(
+        &mut parts.headers,
+        ClientSide {
+            peer: conn.peer,
+            client_ip: ctx.client_ip,
+            peer_trusted,
+            scheme: "http",
+            local_port: conn.local.port(),
+            host: client_host.as_ref(),
+            path: fwd_path,
+        },
+    );
+    for plugin in chain.iter() {
+        plugin.on_upstream_request(&mut ctx, &mut parts);
+    }
+
+    let host_override = if route.preserve_host && client_host.is_some() {
+        None
+    } else {
+        Some(())
+    };
+    match send_upstream(
+        &snap,
+        service,
+        parts,
+        body,
+        host_override.is_some(),
+        &shared.pool,
+    )
+    .await
+    {
+        Ok((resp, conn)) => {
+            let (mut head, incoming) = resp.into_parts();
+            remove_hop_by_hop(&mut head.headers);
+            let body = ProxyBody::Upstream(UpstreamBody::new(incoming, conn, service.read_timeout));
+            finish(chain, &mut ctx, Response::from_parts(head, body))
+        }
+        Err(e) => finish(chain, &mut ctx, e.into_response()),
+    }
+}
+
+/// The `Host` header, or the authority of an absolute-form / HTTP/2 request.
+fn request_host(parts: &http::request::Parts) -> Option<&HeaderValue> {
+    parts.headers.get(header::HOST)
+}
+
+fn join_query(path: &str, query: Option<&str>) -> Uri {
+    let s = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    s.parse().unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn https_required(status: StatusCode, parts: &http::request::Parts) -> Response<ProxyBody> {
+    if status == StatusCode::UPGRADE_REQUIRED {
+        return ProxyError::HttpsRequired.into_response();
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = super::forward::strip_port(host);
+    let target = format!(
+        "https://{host}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let mut resp = crate::plugins::json_message(status, "Moved");
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Unmatched or malformed requests: global plugins may still answer; otherwise the error.
+async fn respond_unrouted(
+    chain: &Chain,
+    ctx: &mut RequestCtx,
+    parts: &mut http::request::Parts,
+    error: ProxyError,
+) -> Response<ProxyBody> {
+    if !matches!(error, ProxyError::BadPath(_)) {
+        for plugin in chain.iter() {
+            if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
+                return finish(chain, ctx, resp);
+            }
+        }
+    }
+    finish(chain, ctx, error.into_response())
+}
+
+/// Response phases: `on_response` in ascending priority, then `on_log`.
+fn finish(chain: &Chain, ctx: &mut RequestCtx, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    if chain.is_empty() {
+        return resp;
+    }
+    let (mut head, body) = resp.into_parts();
+    for plugin in chain.iter().rev() {
+        plugin.on_response(ctx, &mut head);
+    }
+    for plugin in chain.iter() {
+        plugin.on_log(ctx, head.status);
+    }
+    Response::from_parts(head, body)
+}
+
+fn pick_target<'s>(
+    snap: &'s Snapshot,
+    service: &'s ServiceRt,
+) -> Result<(&'s Arc<TargetAddr>, Option<&'s HeaderValue>), ProxyError> {
+    match &service.target {
+        ServiceTarget::Direct(t) => Ok((t, None)),
+        ServiceTarget::Upstream(u) => {
+            let up = snap.upstreams.get(*u).ok_or(ProxyError::NoTargets)?;
+            let t = up.pick().ok_or(ProxyError::NoTargets)?;
+            Ok((t, up.host_header.as_ref()))
+        }
+    }
+}
+
+/// Send the request to a target of `service`: a failed connect moves on to the next target, up
+/// to the service's `retries`; a pooled connection found closed is replaced without counting.
+async fn send_upstream(
+    snap: &Snapshot,
+    service: &ServiceRt,
+    parts: http::request::Parts,
+    body: Incoming,
+    set_host: bool,
+    settings: &Arc<PoolSettings>,
+) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
+    let mut pending = Some(Request::from_parts(parts, RequestBody::Incoming(body)));
+    let mut failures = 0u32;
+    loop {
+        let (target, host_header) = pick_target(snap, service)?;
+        let mut conn = match pool::checkout(&target.key, settings).await {
+            Some(c) => c,
+            None => match pool::connect(
+                &target.key,
+                &target.host,
+                target.port,
+                service.connect_timeout,
+                settings,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(target = %target.key, error = %e, attempt = failures, "upstream connect failed");
+                    if failures > service.retries {
+                        return Err(ProxyError::ConnectFailed);
+                    }
+                    continue;
+                }
+            },
+        };
+        let Some(mut req) = pending.take() else {
+            return Err(ProxyError::UpstreamBroken);
+        };
+        if set_host {
+            let h = host_header.unwrap_or(&target.host_header).clone();
+            req.headers_mut().insert(header::HOST, h);
+        }
+        match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Ok(resp)) => return Ok((resp, conn)),
+            Ok(Err(mut e)) => match e.take_message() {
+                // Not sent: the pooled connection had been closed by the upstream meanwhile.
+                Some(req) => {
+                    if !conn.reused {
+                        failures += 1;
+                        if failures > service.retries {
+                            return Err(ProxyError::ConnectFailed);
+                        }
+                    }
+                    pending = Some(req);
+                }
+                None => {
+                    tracing::debug!(target = %target.key, error = %e.error(), "upstream request failed");
+                    return Err(ProxyError::UpstreamBroken);
+                }
+            },
+        }
+    }
+}

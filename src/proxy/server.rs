@@ -1,0 +1,188 @@
+//! Listeners and workers. The gateway runs one worker thread per core, each with its own
+//! single-threaded runtime and its own `SO_REUSEPORT` listener on the proxy address, so the
+//! kernel spreads connections and a connection's requests never change thread (which keeps the
+//! upstream pool per worker and lock-free, as nginx does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{Domain, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::client_ip::RealIpConfig;
+use super::handler::{ConnState, Shared, handle};
+use super::pool::PoolSettings;
+use crate::snapshot::Snapshot;
+
+/// Node settings of the proxy listener (flags / environment, not the declarative file).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub proxy_listen: SocketAddr,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    pub real_ip: RealIpConfig,
+    pub pool: PoolSettings,
+    /// Time allowed to receive a request head (slow clients are disconnected).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            workers: 0,
+            real_ip: RealIpConfig::default(),
+            pool: PoolSettings::default(),
+            header_read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    proxy_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(16_384)?;
+    Ok(socket.into())
+}
+
+impl Gateway {
+    /// Bind the listeners and start the workers.
+    pub fn start(config: ServerConfig, snapshot: Snapshot) -> std::io::Result<Gateway> {
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let first = bind_reuseport(config.proxy_listen)?;
+        let proxy_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(bind_reuseport(proxy_addr)?);
+        }
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            real_ip: config.real_ip,
+            pool: Arc::new(config.pool),
+            connections: AtomicU64::new(0),
+        });
+        let (shutdown, _) = watch::channel(false);
+        let mut handles = Vec::with_capacity(workers);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let shared = shared.clone();
+            let rx = shutdown.subscribe();
+            let header_timeout = config.header_read_timeout;
+            let handle = std::thread::Builder::new()
+                .name(format!("gatehouse-worker-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start worker runtime");
+                            return;
+                        }
+                    };
+                    rt.block_on(accept_loop(listener, shared, rx, header_timeout));
+                })?;
+            handles.push(handle);
+        }
+        Ok(Gateway {
+            shared,
+            proxy_addr,
+            shutdown,
+            workers: handles,
+        })
+    }
+
+    /// The address the proxy listens on (useful with port 0).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    /// Replace the configuration; requests in flight finish on the one they started with.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.shared.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Stop accepting and stop the workers.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    header_timeout: Duration,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register listener");
+            return;
+        }
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(peer);
+                    let conn = Arc::new(ConnState {
+                        shared: shared.clone(),
+                        peer,
+                        local,
+                        id: shared.connections.fetch_add(1, Ordering::Relaxed) + 1,
+                        requests: AtomicU64::new(0),
+                    });
+                    let builder = builder.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let conn = conn.clone();
+                            async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
+                        });
+                        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or similar: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! `compile(doc) -> Snapshot`: validation of everything the decoder cannot check on one entity
+//! alone (uniqueness, URLs, route criteria, plugin configs), then construction of the runtime
+//! tables. Every error is collected with its field path and source position.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode, Uri};
+
+use super::{RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt};
+use crate::config::model::{Route, Service, Target, Upstream};
+use crate::config::{ConfigDoc, ConfigError, Locator};
+use crate::plugins::{PluginInstance, PluginScopeKey, resolve_chain};
+use crate::proxy::path::PathHandling;
+use crate::router::{RouteSpec, RouterBuilder};
+
+/// Largest timeout Kong accepts (ms).
+const MAX_TIMEOUT_MS: u64 = (1 << 31) - 1;
+/// Kong's bound on `retries`.
+const MAX_RETRIES: u32 = 32_767;
+/// Kong's default port for targets given without one.
+const DEFAULT_TARGET_PORT: u16 = 8000;
+
+const ROUTE_PROTOCOLS: &[&str] = &["http", "https"];
+const KNOWN_PROTOCOLS: &[&str] = &[
+    "http",
+    "https",
+    "grpc",
+    "grpcs",
+    "tcp",
+    "tls",
+    "tls_passthrough",
+    "udp",
+    "ws",
+    "wss",
+];
+
+struct Errors<'a> {
+    locator: &'a Locator,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(self.locator.error(path, message));
+    }
+}
+
+/// Compile a document into a snapshot, or return every problem found.
+pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
+    let mut errors = Errors {
+        locator: &doc.locator,
+        list: Vec::new(),
+    };
+
+    check_unique(
+        &mut errors,
+        "name",
+        doc.services
+            .iter()
+            .map(|s| (&s.path, s.item.name.as_deref())),
+    );
+    check_unique(
+        &mut errors,
+        "name",
+        doc.routes.iter().map(|r| (&r.path, r.item.name.as_deref())),
+    );
+    check_unique(
+        &mut errors,
+        "name",
+        doc.upstreams
+            .iter()
+            .map(|u| (&u.path, Some(u.item.name.as_str()))),
+    );
+    check_unique(
+        &mut errors,
+        "username",
+        doc.consumers
+            .iter()
+            .map(|c| (&c.path, c.item.username.as_deref())),
+    );
+    check_unique(
+        &mut errors,
+        "custom_id",
+        doc.consumers
+            .iter()
+            .map(|c| (&c.path, c.item.custom_id.as_deref())),
+    );
+    for (kind, ids) in [
+        (
+            "services",
+            doc.services
+                .iter()
+                .map(|s| (&s.path, s.item.id.as_deref()))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "routes",
+            doc.routes
+                .iter()
+                .map(|s| (&s.path, s.item.id.as_deref()))
+                .collect(),
+        ),
+        (
+            "upstreams",
+            doc.upstreams
+                .iter()
+                .map(|s| (&s.path, s.item.id.as_deref()))
+                .collect(),
+        ),
+        (
+            "consumers",
+            doc.consumers
+                .iter()
+                .map(|s| (&s.path, s.item.id.as_deref()))
+                .collect(),
+        ),
+        (
+            "plugins",
+            doc.plugins
+                .iter()
+                .map(|(s, _)| (&s.path, s.item.id.as_deref()))
+                .collect(),
+        ),
+    ] {
+        let _ = kind;
+        check_unique(&mut errors, "id", ids.into_iter());
+    }
+
+    let upstreams: Vec<UpstreamRt> = doc
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| compile_upstream(&mut errors, &u.path, &u.item, &doc, i))
+        .collect();
+
+    let services: Vec<ServiceRt> = doc
+        .services
+        .iter()
+        .map(|s| compile_service(&mut errors, &s.path, &s.item, &doc))
+        .collect();
+
+    // Plugins: build every instance (also disabled ones, so their config is validated).
+    let mut instances: Vec<(PluginScopeKey, Arc<PluginInstance>)> = Vec::new();
+    let mut seen_scopes: HashSet<(String, Option<usize>, Option<usize>, Option<usize>)> =
+        HashSet::new();
+    for (p, scope) in &doc.plugins {
+        for (i, proto) in p.item.protocols.iter().enumerate() {
+            if !KNOWN_PROTOCOLS.contains(&proto.as_str()) {
+                errors.push(
+                    format!("{}.protocols[{i}]", p.path),
+                    format!("unknown protocol `{proto}`"),
+                );
+            }
+        }
+        let key = (
+            p.item.name.clone(),
+            scope.route,
+            scope.service,
+            scope.consumer,
+        );
+        if !seen_scopes.insert(key) {
+            errors.push(
+                format!("{}.name", p.path),
+                format!(
+                    "plugin `{}` is configured twice on the same scope",
+                    p.item.name
+                ),
+            );
+        }
+        let config = p.item.config.clone().unwrap_or(serde_json::Value::Null);
+        match PluginInstance::build(&p.item.name, &config) {
+            Ok(inst) => {
+                if p.item.enabled && p.item.protocols.iter().any(|x| x == "http") {
+                    instances.push((
+                        PluginScopeKey {
+                            route: scope.route,
+                            service: scope.service,
+                            consumer: scope.consumer,
+                        },
+                        Arc::new(inst),
+                    ));
+                }
+            }
+            Err(list) => {
+                for (field, message) in list {
+                    let path = if field.is_empty() && message.starts_with("plugin '") {
+                        format!("{}.name", p.path)
+                    } else if field.is_empty() {
+                        format!("{}.config", p.path)
+                    } else {
+                        format!("{}.config.{field}", p.path)
+                    };
+                    errors.push(path, message);
+                }
+            }
+        }
+    }
+
+    let mut router = RouterBuilder::new();
+    let mut routes = Vec::with_capacity(doc.routes.len());
+    for (i, r) in doc.routes.iter().enumerate() {
+        let rt = compile_route(&mut errors, &r.path, &r.item, r.parent, &instances, i);
+        let spec = route_spec(&r.item);
+        if let Err(list) = router.add(i, &spec) {
+            for e in list {
+                let path = if e.field.is_empty() {
+                    r.path.clone()
+                } else {
+                    format!("{}.{}", r.path, e.field)
+                };
+                errors.push(path, e.message);
+            }
+        }
+        routes.push(rt);
+    }
+
+    if !errors.list.is_empty() {
+        let mut list = errors.list;
+        list.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
+        list.dedup();
+        return Err(list);
+    }
+    // Routes of disabled services are not routed (Kong's behaviour), but keep their indices.
+    let mut router = RouterBuilder::new();
+    for (i, r) in doc.routes.iter().enumerate() {
+        let service_enabled = r
+            .parent
+            .is_none_or(|s| doc.services.get(s).is_some_and(|s| s.item.enabled));
+        if service_enabled {
+            // Already validated above.
+            let _ = router.add(i, &route_spec(&r.item));
+        }
+    }
+    let global_chain = resolve_chain(&instances, None, None, None);
+    Ok(Snapshot {
+        router: router.build(),
+        routes,
+        services,
+        upstreams,
+        global_chain,
+        doc,
+    })
+}
+
+fn check_unique<'a>(
+    errors: &mut Errors<'_>,
+    field: &str,
+    items: impl Iterator<Item = (&'a String, Option<&'a str>)>,
+) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (path, value) in items {
+        if let Some(v) = value
+            && !seen.insert(v)
+        {
+            errors.push(
+                format!("{path}.{field}"),
+                format!("duplicate {field} `{v}`: already declared"),
+            );
+        }
+    }
+}
+
+fn route_spec(r: &Route) -> RouteSpec {
+    RouteSpec {
+        hosts: r.hosts.clone(),
+        paths: r.paths.clone(),
+        methods: r.methods.clone(),
+        headers: r.headers.0.clone(),
+        query_params: r.query_params.0.clone(),
+        regex_priority: r.regex_priority,
+    }
+}
+
+fn compile_route(
+    errors: &mut Errors<'_>,
+    path: &str,
+    r: &Route,
+    service: Option<usize>,
+    instances: &[(PluginScopeKey, Arc<PluginInstance>)],
+    index: usize,
+) -> RouteRt {
+    for (i, p) in r.protocols.iter().enumerate() {
+        if !ROUTE_PROTOCOLS.contains(&p.as_str()) {
+            let msg = if KNOWN_PROTOCOLS.contains(&p.as_str()) {
+                format!(
+                    "protocol `{p}` is not supported by this version of Gatehouse (http, https)"
+                )
+            } else {
+                format!("unknown protocol `{p}`; expected http or https")
+            };
+            errors.push(format!("{path}.protocols[{i}]"), msg);
+        }
+    }
+    if r.protocols.is_empty() {
+        errors.push(format!("{path}.protocols"), "must not be empty");
+    }
+    let path_handling = match r.path_handling.as_str() {
+        "v0" => PathHandling::V0,
+        "v1" => PathHandling::V1,
+        other => {
+            errors.push(
+                format!("{path}.path_handling"),
+                format!("expected one of: v0, v1 (got `{other}`)"),
+            );
+            PathHandling::V0
+        }
+    };
+    let https_redirect = match r.https_redirect_status_code {
+        426 | 301 | 302 | 307 | 308 => StatusCode::from_u16(r.https_redirect_status_code)
+            .unwrap_or(StatusCode::UPGRADE_REQUIRED),
+        other => {
+            errors.push(
+                format!("{path}.https_redirect_status_code"),
+                format!("expected one of: 426, 301, 302, 307, 308 (got {other})"),
+            );
+            StatusCode::UPGRADE_REQUIRED
+        }
+    };
+    RouteRt {
+        name: r.name.clone(),
+        service,
+        strip_path: r.strip_path,
+        preserve_host: r.preserve_host,
+        path_handling,
+        allows_http: r.protocols.iter().any(|p| p == "http"),
+        https_redirect,
+        chain: resolve_chain(instances, Some(index), service, None),
+    }
+}
+
+fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &ConfigDoc) -> ServiceRt {
+    let mut protocol = s.protocol.clone();
+    let mut host = s.host.clone();
+    let mut port = s.port;
+    let mut svc_path = s.path.clone();
+    if let Some(url) = &s.url {
+        if s.protocol.is_some() || s.host.is_some() || s.port.is_some() || s.path.is_some() {
+            errors.push(
+                format!("{path}.url"),
+                "url cannot be combined with protocol, host, port or path",
+            );
+        }
+        match url.parse::<Uri>() {
+            Ok(u) if u.scheme().is_some() && u.host().is_some() => {
+                protocol = u.scheme_str().map(str::to_string);
+                host = u
+                    .host()
+                    .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
+                port = u.port_u16();
+                svc_path = match u.path() {
+                    "" => None,
+                    p => Some(p.to_string()),
+                };
+                if u.query().is_some() {
+                    errors.push(format!("{path}.url"), "url must not carry a query string");
+                }
+            }
+            _ => errors.push(
+                format!("{path}.url"),
+                format!("invalid url `{url}`; expected scheme://host[:port][/path]"),
+            ),
+        }
+    }
+    let protocol = protocol.unwrap_or_else(|| "http".into());
+    if protocol != "http" {
+        let msg = if KNOWN_PROTOCOLS.contains(&protocol.as_str()) {
+            format!("protocol `{protocol}` is not supported by this version of Gatehouse (http)")
+        } else {
+            format!("unknown protocol `{protocol}`")
+        };
+        let field = if s.url.is_some() { "url" } else { "protocol" };
+        errors.push(format!("{path}.{field}"), msg);
+    }
+    let port = port.unwrap_or(80);
+    if let Some(p) = &svc_path
+        && !p.starts_with('/')
+    {
+        errors.push(format!("{path}.path"), "should start with: /");
+    }
+    for (field, v) in [
+        ("connect_timeout", s.connect_timeout),
+        ("write_timeout", s.write_timeout),
+        ("read_timeout", s.read_timeout),
+    ] {
+        if v == 0 || v > MAX_TIMEOUT_MS {
+            errors.push(
+                format!("{path}.{field}"),
+                format!("value should be between 1 and {MAX_TIMEOUT_MS}"),
+            );
+        }
+    }
+    if s.retries > MAX_RETRIES {
+        errors.push(
+            format!("{path}.retries"),
+            format!("value should be between 0 and {MAX_RETRIES}"),
+        );
+    }
+    let target = match host.as_deref() {
+        None | Some("") => {
+            errors.push(
+                format!("{path}.host"),
+                "required field missing (set `url` or `host`)",
+            );
+            ServiceTarget::Direct(Arc::new(target_addr("invalid", port)))
+        }
+        Some(h) => match doc.upstreams.iter().position(|u| u.item.name == h) {
+            Some(u) => ServiceTarget::Upstream(u),
+            None => ServiceTarget::Direct(Arc::new(target_addr(h, port))),
+        },
+    };
+    ServiceRt {
+        name: s.name.clone(),
+        target,
+        path: svc_path,
+        connect_timeout: Duration::from_millis(s.connect_timeout),
+        write_timeout: Duration::from_millis(s.write_timeout),
+        read_timeout: Duration::from_millis(s.read_timeout),
+        retries: s.retries,
+    }
+}
+
+fn target_addr(host: &str, port: u16) -> TargetAddr {
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let key: Arc<str> = format!("{bracketed}:{port}").into();
+    let header = if port == 80 {
+        bracketed
+    } else {
+        key.to_string()
+    };
+    TargetAddr {
+        host: host.to_string(),
+        port,
+        host_header: HeaderValue::from_str(&header)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        key,
+    }
+}
+
+/// Parse Kong's `target` field: `host`, `host:port`, `[v6]`, `[v6]:port`.
+fn parse_target(t: &str) -> Option<(String, u16)> {
+    if let Some(rest) = t.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => DEFAULT_TARGET_PORT,
+            None => return None,
+        };
+        return Some((h.to_string(), port));
+    }
+    match t.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h.to_string(), p.parse().ok()?)),
+        Some(_) => None,
+        None => Some((t.to_string(), DEFAULT_TARGET_PORT)),
+    }
+    .filter(|(h, p)| !h.is_empty() && *p != 0)
+}
+
+fn compile_upstream(
+    errors: &mut Errors<'_>,
+    path: &str,
+    u: &Upstream,
+    doc: &ConfigDoc,
+    index: usize,
+) -> UpstreamRt {
+    if u.name.is_empty()
+        || u.name.contains(':')
+        || u.name.contains('/')
+        || u.name.parse::<std::net::IpAddr>().is_ok()
+    {
+        errors.push(
+            format!("{path}.name"),
+            "Invalid name; must be a hostname without port (no ip addresses allowed)",
+        );
+    }
+    if u.algorithm != "round-robin" {
+        let known = ["consistent-hashing", "least-connections", "latency"];
+        let msg = if known.contains(&u.algorithm.as_str()) {
+            format!(
+                "algorithm `{}` is not supported by this version of Gatehouse (round-robin)",
+                u.algorithm
+            )
+        } else {
+            format!(
+                "expected one of: round-robin, consistent-hashing, least-connections, latency (got `{}`)",
+                u.algorithm
+            )
+        };
+        errors.push(format!("{path}.algorithm"), msg);
+    }
+    for (field, v) in [("hash_on", &u.hash_on), ("hash_fallback", &u.hash_fallback)] {
+        if v != "none" {
+            errors.push(
+                format!("{path}.{field}"),
+                "hashing is not supported by this version of Gatehouse (none)",
+            );
+        }
+    }
+    if let Some(hc) = &u.healthchecks
+        && let Some(field) = enabled_healthcheck(hc)
+    {
+        errors.push(
+            format!("{path}.healthchecks.{field}"),
+            "health checks are not supported by this version of Gatehouse; only the disabled defaults (0) are accepted",
+        );
+    }
+    let host_header = u
+        .host_header
+        .as_deref()
+        .and_then(|h| match HeaderValue::from_str(h) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.push(format!("{path}.host_header"), "not a valid host");
+                None
+            }
+        });
+    let mut targets = Vec::new();
+    for t in doc.targets.iter().filter(|t| t.parent == Some(index)) {
+        if let Some(addr) = compile_target(errors, &t.path, &t.item)
+            && t.item.weight > 0
+        {
+            targets.push(Arc::new(addr));
+        }
+    }
+    UpstreamRt {
+        name: u.name.clone(),
+        targets,
+        host_header,
+        next: AtomicUsize::new(0),
+    }
+}
+
+fn compile_target(errors: &mut Errors<'_>, path: &str, t: &Target) -> Option<TargetAddr> {
+    if t.weight > 65_535 {
+        errors.push(
+            format!("{path}.weight"),
+            "value should be between 0 and 65535",
+        );
+    }
+    match parse_target(&t.target) {
+        Some((h, p)) => Some(target_addr(&h, p)),
+        None => {
+            errors.push(
+                format!("{path}.target"),
+                format!("invalid target `{}`; expected host[:port]", t.target),
+            );
+            None
+        }
+    }
+}
+
+/// The first health-check counter or interval that is switched on, as a field path.
+fn enabled_healthcheck(hc: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    path.push(k.clone());
+                    let numeric_switch = matches!(
+                        k.as_str(),
+                        "interval" | "successes" | "http_failures" | "tcp_failures" | "timeouts"
+                    );
+                    if numeric_switch && v.as_f64().is_some_and(|n| n > 0.0) {
+                        return Some(path.join("."));
+                    }
+                    if let Some(found) = walk(v, path) {
+                        return Some(found);
+                    }
+                    path.pop();
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+    walk(hc, &mut Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(parse_target("a.b:80"), Some(("a.b".into(), 80)));
+        assert_eq!(parse_target("a.b"), Some(("a.b".into(), 8000)));
+        assert_eq!(parse_target("[::1]:9"), Some(("::1".into(), 9)));
+        assert_eq!(parse_target("[::1]"), Some(("::1".into(), 8000)));
+        assert_eq!(parse_target("::1"), None);
+        assert_eq!(parse_target("a:0"), None);
+        assert_eq!(parse_target(":80"), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! The compiled, immutable runtime state of one configuration: router tables, one ordered
+//! plugin chain per route (precedence resolved ahead of time), services and upstreams with
+//! their targets. A request loads the current snapshot once and uses it for its whole life.
+//!
+//! [`compile`] is pure and total: it validates the whole [`ConfigDoc`] and returns every error
+//! with its field path and source position, or a snapshot.
+
+mod compile;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+
+use crate::config::ConfigDoc;
+use crate::plugins::Chain;
+use crate::proxy::path::PathHandling;
+use crate::router::Router;
+
+pub use compile::compile;
+
+/// One compiled configuration.
+pub struct Snapshot {
+    pub router: Router,
+    pub routes: Vec<RouteRt>,
+    pub services: Vec<ServiceRt>,
+    pub upstreams: Vec<UpstreamRt>,
+    /// Plugins configured globally: they run for requests no route matched.
+    pub global_chain: Chain,
+    /// The document this snapshot was compiled from (for export and diffing).
+    pub doc: ConfigDoc,
+}
+
+/// A route as the data plane needs it.
+pub struct RouteRt {
+    pub name: Option<String>,
+    pub service: Option<usize>,
+    pub strip_path: bool,
+    pub preserve_host: bool,
+    pub path_handling: PathHandling,
+    /// False when the route's `protocols` exclude plain `http`.
+    pub allows_http: bool,
+    /// Kong's `https_redirect_status_code` (426, or a redirect status).
+    pub https_redirect: StatusCode,
+    pub chain: Chain,
+}
+
+/// An upstream address: `host:port`, with the key its pooled connections are filed under.
+#[derive(Debug)]
+pub struct TargetAddr {
+    pub host: String,
+    pub port: u16,
+    /// `host:port`, the connection-pool key.
+    pub key: Arc<str>,
+    /// The `Host` header for requests to this target (port omitted when it is the default).
+    pub host_header: HeaderValue,
+}
+
+/// Where a service sends its requests.
+pub enum ServiceTarget {
+    /// The service's own `host:port`.
+    Direct(Arc<TargetAddr>),
+    /// An upstream (index into [`Snapshot::upstreams`]) named by the service's `host`.
+    Upstream(usize),
+}
+
+/// A service as the data plane needs it.
+pub struct ServiceRt {
+    pub name: Option<String>,
+    pub target: ServiceTarget,
+    pub path: Option<String>,
+    pub connect_timeout: Duration,
+    pub write_timeout: Duration,
+    pub read_timeout: Duration,
+    pub retries: u32,
+}
+
+/// An upstream: targets with a weight above zero, picked round-robin.
+pub struct UpstreamRt {
+    pub name: String,
+    pub targets: Vec<Arc<TargetAddr>>,
+    pub host_header: Option<HeaderValue>,
+    next: AtomicUsize,
+}
+
+impl UpstreamRt {
+    /// The next target in round-robin order, or `None` when the upstream has none.
+    pub fn pick(&self) -> Option<&Arc<TargetAddr>> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.targets.get(i % self.targets.len())
+    }
+}
