@@ -11,7 +11,6 @@ use gatehouse::config;
 use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
 use gatehouse::proxy::pool::PoolSettings;
 use gatehouse::proxy::{Gateway, ServerConfig};
-use gatehouse::snapshot::compile;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -129,8 +128,7 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config::ConfigErrors> {
-    let doc = config::load_file(path)?;
-    compile(doc).map_err(config::ConfigErrors)
+    gatehouse::snapshot::load_file(path)
 }
 
 fn init_logging() {
@@ -139,6 +137,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

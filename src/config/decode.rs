@@ -46,6 +46,14 @@ const CONSUMER_CREDENTIALS: &[&str] = &[
     "acls",
 ];
 
+/// A plugin index with its unresolved `service`, `route` and `consumer` references.
+type PluginRefs = (
+    usize,
+    Option<EntityRef>,
+    Option<EntityRef>,
+    Option<EntityRef>,
+);
+
 struct Decoder<'a> {
     src: &'a SourceDoc,
     errors: Vec<ConfigError>,
@@ -53,16 +61,18 @@ struct Decoder<'a> {
     /// Unresolved references, resolved once every entity is known.
     route_service_refs: Vec<(usize, EntityRef)>,
     target_upstream_refs: Vec<(usize, EntityRef)>,
-    plugin_refs: Vec<(
-        usize,
-        Option<EntityRef>,
-        Option<EntityRef>,
-        Option<EntityRef>,
-    )>,
+    plugin_refs: Vec<PluginRefs>,
+    /// Names and ids of entities that failed to decode: references to them are not reported
+    /// again as unknown.
+    failed: std::collections::HashSet<String>,
 }
 
 /// Decode a parsed document. Vault references are resolved first.
-pub fn decode(mut src: SourceDoc) -> Result<ConfigDoc, Vec<ConfigError>> {
+///
+/// Returns the document together with every error found. When there are errors the document
+/// is partial (entities that failed to decode are left out) and must not be served; it is still
+/// worth compiling, so that semantic errors are reported in the same run.
+pub fn decode(mut src: SourceDoc) -> (ConfigDoc, Vec<ConfigError>) {
     let mut vault_errors = Vec::new();
     let mut value = std::mem::take(&mut src.value);
     vault::resolve_references(&mut value, &mut String::new(), &mut |p, m| {
@@ -79,18 +89,15 @@ pub fn decode(mut src: SourceDoc) -> Result<ConfigDoc, Vec<ConfigError>> {
         route_service_refs: Vec::new(),
         target_upstream_refs: Vec::new(),
         plugin_refs: Vec::new(),
+        failed: Default::default(),
     };
     d.top_level();
     d.resolve_refs();
-    if d.errors.is_empty() {
-        let mut doc = d.doc;
-        doc.locator = src.locator;
-        Ok(doc)
-    } else {
-        let mut errors = d.errors;
-        errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
-        Err(errors)
-    }
+    let mut errors = d.errors;
+    let mut doc = d.doc;
+    doc.locator = src.locator;
+    errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
+    (doc, errors)
 }
 
 impl<'a> Decoder<'a> {
@@ -166,6 +173,7 @@ impl<'a> Decoder<'a> {
             self.err(path.to_string(), "expected a mapping");
             return (None, Map::new());
         };
+
         let mut own = obj.clone();
         let mut children = Map::new();
         for n in nested {
@@ -173,7 +181,15 @@ impl<'a> Decoder<'a> {
                 children.insert((*n).to_string(), v);
             }
         }
-        (self.deserialize(path, own), children)
+        let decoded = self.deserialize(path, own);
+        if decoded.is_none() {
+            for key in ["id", "name", "username", "custom_id"] {
+                if let Some(Value::String(v)) = obj.get(key) {
+                    self.failed.insert(v.clone());
+                }
+            }
+        }
+        (decoded, children)
     }
 
     fn deserialize<T: DeserializeOwned>(
@@ -272,7 +288,7 @@ impl<'a> Decoder<'a> {
             let p = format!("{path}.{k}");
             match k.as_str() {
                 "routes" => self.each(&p, v, |d, p, v| {
-                    d.route(p, v, Some(usize::MAX));
+                    d.route(p, v, None);
                 }),
                 "plugins" => self.each(&p, v, |d, p, v| d.plugin(p, v, PluginScope::default())),
                 "targets" => self.each(&p, v, |d, p, v| d.target(p, v, Some(usize::MAX))),
@@ -454,6 +470,7 @@ impl<'a> Decoder<'a> {
                 )
             })
             .collect();
+        let failed = std::mem::take(&mut self.failed);
         let find = |list: &[(Option<String>, Option<String>)], r: &EntityRef| -> Option<usize> {
             let key = r.key()?;
             list.iter()
@@ -464,7 +481,9 @@ impl<'a> Decoder<'a> {
                 Some(s) => self.doc.routes[idx].parent = Some(s),
                 None => {
                     let p = format!("{}.service", self.doc.routes[idx].path);
-                    self.err(p, format!("no service named `{}`", r.key().unwrap_or("")));
+                    if !failed.contains((r).key().unwrap_or("")) {
+                        self.err(p, format!("no service named `{}`", r.key().unwrap_or("")))
+                    };
                 }
             }
         }
@@ -473,7 +492,9 @@ impl<'a> Decoder<'a> {
                 Some(u) => self.doc.targets[idx].parent = Some(u),
                 None => {
                     let p = format!("{}.upstream", self.doc.targets[idx].path);
-                    self.err(p, format!("no upstream named `{}`", r.key().unwrap_or("")));
+                    if !failed.contains((r).key().unwrap_or("")) {
+                        self.err(p, format!("no upstream named `{}`", r.key().unwrap_or("")))
+                    };
                 }
             }
         }
@@ -482,6 +503,7 @@ impl<'a> Decoder<'a> {
             if let Some(s) = s {
                 match find(&services, &s) {
                     Some(i) => self.doc.plugins[idx].1.service = Some(i),
+                    None if failed.contains(s.key().unwrap_or("")) => {}
                     None => self.err(
                         format!("{base}.service"),
                         format!("no service named `{}`", s.key().unwrap_or("")),
@@ -491,6 +513,7 @@ impl<'a> Decoder<'a> {
             if let Some(r) = r {
                 match find(&routes, &r) {
                     Some(i) => self.doc.plugins[idx].1.route = Some(i),
+                    None if failed.contains(r.key().unwrap_or("")) => {}
                     None => self.err(
                         format!("{base}.route"),
                         format!("no route named `{}`", r.key().unwrap_or("")),
@@ -500,6 +523,7 @@ impl<'a> Decoder<'a> {
             if let Some(c) = c {
                 match find(&consumers, &c) {
                     Some(i) => self.doc.plugins[idx].1.consumer = Some(i),
+                    None if failed.contains(c.key().unwrap_or("")) => {}
                     None => self.err(
                         format!("{base}.consumer"),
                         format!("no consumer named `{}`", c.key().unwrap_or("")),

@@ -16,23 +16,29 @@ pub use source::{Locator, SourceDoc};
 
 use std::path::Path;
 
-/// Read and decode a declarative file (YAML or JSON).
-pub fn load_file(path: &Path) -> Result<ConfigDoc, ConfigErrors> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Read a declarative file (YAML or JSON) as text; the error names the file.
+pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            source: name.clone(),
+            source: path.display().to_string(),
             line: None,
             column: None,
             path: String::new(),
             message: format!("cannot read file: {e}"),
         }])
-    })?;
-    load_str(&name, &text)
+    })
+}
+
+/// Read and decode a declarative file (YAML or JSON).
+pub fn load_file(path: &Path) -> Result<ConfigDoc, ConfigErrors> {
+    load_str(&path.display().to_string(), &read_file(path)?)
 }
 
 /// Decode declarative text; `name` is used in error messages.
 pub fn load_str(name: &str, text: &str) -> Result<ConfigDoc, ConfigErrors> {
     let src = source::parse(name, text).map_err(|e| ConfigErrors(vec![e]))?;
-    decode::decode(src).map_err(ConfigErrors)
+    match decode::decode(src) {
+        (doc, errors) if errors.is_empty() => Ok(doc),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
 }

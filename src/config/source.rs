@@ -177,7 +177,10 @@ fn convert(
                     path.push('.');
                 }
                 path.push_str(&key);
-                out.insert(key, convert(v, path, positions)?);
+                let value = convert(v, path, positions)?;
+                // Errors about a field point at its key, which is where a reader looks.
+                positions.insert(path.clone(), pos_of(k));
+                out.insert(key, value);
                 path.truncate(len);
             }
             Value::Object(out)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::PluginInstance;
 
 /// The scope a plugin instance was configured at (indices into the snapshot's entity lists).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PluginScopeKey {
     pub route: Option<usize>,
     pub service: Option<usize>,

@@ -56,8 +56,9 @@ pub struct RequestCtx {
 pub enum Flow {
     /// Go on to the next plugin, then the upstream.
     Continue,
-    /// Answer the client with this response; the upstream is not contacted.
-    Respond(Response<ProxyBody>),
+    /// Answer the client with this response; the upstream is not contacted. (Boxed: the
+    /// common `Continue` stays one word.)
+    Respond(Box<Response<ProxyBody>>),
 }
 
 /// A plugin: a priority, a typed configuration and the phases it takes part in.

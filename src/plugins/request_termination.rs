@@ -175,12 +175,12 @@ impl Plugin for RequestTermination {
             return Flow::Continue;
         }
         if self.echo {
-            return Flow::Respond(json_response(self.status, self.echo_body(req)));
+            return Flow::Respond(Box::new(json_response(self.status, self.echo_body(req))));
         }
         let mut resp = http::Response::new(ProxyBody::full(self.body.clone()));
         *resp.status_mut() = self.status;
         resp.headers_mut()
             .insert(http::header::CONTENT_TYPE, self.content_type.clone());
-        Flow::Respond(resp)
+        Flow::Respond(Box::new(resp))
     }
 }

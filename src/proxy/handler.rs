@@ -126,7 +126,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
 
     for plugin in chain.iter() {
         if let Flow::Respond(resp) = plugin.on_request(&mut ctx, &mut parts).await {
-            return finish(chain, &mut ctx, resp);
+            return finish(chain, &mut ctx, *resp);
         }
     }
 
@@ -233,7 +233,7 @@ async fn respond_unrouted(
     if !matches!(error, ProxyError::BadPath(_)) {
         for plugin in chain.iter() {
             if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
-                return finish(chain, ctx, resp);
+                return finish(chain, ctx, *resp);
             }
         }
     }

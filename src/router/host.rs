@@ -472,9 +472,9 @@ mod tests {
         }
         idx.bucket_mut(None).push(0);
         idx.for_each_mut(|_| {});
-        assert_eq!(matches(&idx, "EXAMPLE.com"), vec![0, 1]);
-        assert_eq!(matches(&idx, "example.com:8080"), vec![0, 1, 2]);
-        assert_eq!(matches(&idx, "example.com:8081"), vec![0, 1]);
+        assert_eq!(matches(&idx, "EXAMPLE.com"), vec![0, 1, 5]);
+        assert_eq!(matches(&idx, "example.com:8080"), vec![0, 1, 2, 5]);
+        assert_eq!(matches(&idx, "example.com:8081"), vec![0, 1, 5]);
         assert_eq!(matches(&idx, "a.example.com"), vec![0, 3]);
         assert_eq!(matches(&idx, "a.b.example.com:9"), vec![0, 3, 4]);
         assert_eq!(matches(&idx, "b.example.com:9"), vec![0, 3]);

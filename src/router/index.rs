@@ -118,12 +118,6 @@ impl PathIndex {
         self.regex_set = set.ok().filter(|s| s.len() == self.regex.len());
     }
 
-    /// Number of entries in this index.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.tree.len() + self.regex.len() + self.no_path.len()
-    }
-
     /// Pushes the ranks of all entries that may match `path`; see the module docs.
     #[inline]
     pub(crate) fn collect(&self, path: &str, out: &mut CandBuf) {

@@ -505,3 +505,32 @@ fn router_is_send_and_sync() {
     assert_send_sync::<Router>();
     assert_send_sync::<super::RouterBuilder>();
 }
+
+#[test]
+fn many_regexes_in_one_bucket_use_the_prefilter_correctly() {
+    // Enough real regexes to get a RegexSet pre-filter; results must equal one-by-one matching.
+    let mut specs: Vec<_> = (0..40)
+        .map(|i| spec().path(&format!(r"~/r{i}/(\d+)$")).prio(i % 3))
+        .collect();
+    specs.push(spec().path(r"~/r\d+/(?<n>\d+)"));
+    let r = router(&specs);
+    for i in 0..40 {
+        let m = matched(&r, &get(&format!("/r{i}/77")));
+        assert_eq!(m.route, i as usize);
+        assert_eq!(m.captures.map(|c| c.unnamed), Some(vec!["77".to_owned()]));
+    }
+    let m = matched(&r, &get("/r5/77/x"));
+    assert_eq!(m.route, 40);
+    assert_eq!(
+        m.captures.map(|c| c.named),
+        Some(vec![("n".to_owned(), "77".to_owned())])
+    );
+    assert_eq!(find(&r, &get("/r5/x")), RouteMatch::NotFound);
+}
+
+#[test]
+fn default_router_is_empty() {
+    let r = Router::default();
+    assert!(r.is_empty());
+    assert_eq!(find(&r, &req("GET", "a.com", "/")), RouteMatch::NotFound);
+}

@@ -123,7 +123,22 @@ const METHODS: &[&str] = &["GET", "POST", "PUT"];
 
 /// Naive reference semantics.
 mod oracle {
+    use std::sync::OnceLock;
+
     use super::Spec;
+
+    /// The precedence tuple, compared lexicographically.
+    type Key = (usize, bool, usize, bool, i64, usize);
+
+    fn compiled_regexes() -> &'static [regex::Regex] {
+        static CELL: OnceLock<Vec<regex::Regex>> = OnceLock::new();
+        CELL.get_or_init(|| {
+            super::REGEXES
+                .iter()
+                .map(|r| regex::Regex::new(&format!("^(?:{})", &r[1..])).expect("regex"))
+                .collect()
+        })
+    }
 
     fn host_matches(pattern: &str, request: &str) -> bool {
         let request = request.to_ascii_lowercase();
@@ -148,11 +163,7 @@ mod oracle {
     }
 
     /// Returns Some((matched, key)) for a (route, path) pair whose non-method criteria match.
-    fn pair(
-        s: &Spec,
-        path: Option<&str>,
-        q: &super::Req,
-    ) -> Option<(usize, (usize, bool, usize, bool, i64, usize))> {
+    fn pair(s: &Spec, path: Option<&str>, q: &super::Req) -> Option<(usize, Key)> {
         let s = &s.0;
         if !s.hosts.is_empty() && !s.hosts.iter().any(|h| host_matches(h, &q.host)) {
             return None;
@@ -170,8 +181,8 @@ mod oracle {
             None => (0, false),
             Some(p) => match p.strip_prefix('~') {
                 Some(re) => {
-                    let re = regex::Regex::new(&format!("^(?:{re})")).ok()?;
-                    (re.find(&q.path)?.end(), true)
+                    let i = super::REGEXES.iter().position(|r| r[1..] == *re)?;
+                    (compiled_regexes()[i].find(&q.path)?.end(), true)
                 }
                 None => (q.path.starts_with(p).then_some(p.len())?, false),
             },
@@ -200,7 +211,7 @@ mod oracle {
 
     /// (route id, matched_path_len), or Err(allow) / Err(empty) for 405 / 404.
     pub(super) fn find(specs: &[Spec], q: &super::Req) -> Result<(usize, usize), Vec<String>> {
-        let mut best: Option<((usize, bool, usize, bool, i64, usize), usize, usize)> = None;
+        let mut best: Option<(Key, usize, usize)> = None;
         let mut allow = Vec::new();
         for (id, s) in specs.iter().enumerate() {
             let paths: Vec<Option<&str>> = if s.0.paths.is_empty() {

@@ -144,8 +144,7 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
 
     // Plugins: build every instance (also disabled ones, so their config is validated).
     let mut instances: Vec<(PluginScopeKey, Arc<PluginInstance>)> = Vec::new();
-    let mut seen_scopes: HashSet<(String, Option<usize>, Option<usize>, Option<usize>)> =
-        HashSet::new();
+    let mut seen_scopes: HashSet<(String, PluginScopeKey)> = HashSet::new();
     for (p, scope) in &doc.plugins {
         for (i, proto) in p.item.protocols.iter().enumerate() {
             if !KNOWN_PROTOCOLS.contains(&proto.as_str()) {
@@ -157,9 +156,11 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         }
         let key = (
             p.item.name.clone(),
-            scope.route,
-            scope.service,
-            scope.consumer,
+            PluginScopeKey {
+                route: scope.route,
+                service: scope.service,
+                consumer: scope.consumer,
+            },
         );
         if !seen_scopes.insert(key) {
             errors.push(
@@ -206,12 +207,12 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         let spec = route_spec(&r.item);
         if let Err(list) = router.add(i, &spec) {
             for e in list {
-                let path = if e.field.is_empty() {
+                let path = if e.field.is_empty() || e.field == "@entity" {
                     r.path.clone()
                 } else {
                     format!("{}.{}", r.path, e.field)
                 };
-                errors.push(path, e.message);
+                errors.push(path, one_line(&e.message));
             }
         }
         routes.push(rt);
@@ -243,6 +244,25 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         global_chain,
         doc,
     })
+}
+
+/// Multi-line messages (the regex crate draws a caret diagram) become one line: the diagram is
+/// dropped and the final `error: ...` line kept.
+fn one_line(message: &str) -> String {
+    match message.split_once('\n') {
+        None => message.to_string(),
+        Some((first, rest)) => {
+            let last = rest
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            let first = first
+                .trim_end_matches(':')
+                .trim_end_matches(" regex parse error");
+            format!("{first}: {}", last.trim().trim_start_matches("error: "))
+        }
+    }
 }
 
 fn check_unique<'a>(

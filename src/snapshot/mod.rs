@@ -20,6 +20,28 @@ use crate::router::Router;
 
 pub use compile::compile;
 
+use crate::config::{ConfigErrors, decode, read_file, source};
+
+/// Parse, decode and compile declarative text in one go, reporting the errors of every stage
+/// together (semantic errors of the entities that did decode are found even when others did not).
+pub fn load_str(name: &str, text: &str) -> Result<Snapshot, ConfigErrors> {
+    let src = source::parse(name, text).map_err(|e| ConfigErrors(vec![e]))?;
+    let (doc, mut errors) = decode::decode(src);
+    match compile(doc) {
+        Ok(snapshot) if errors.is_empty() => return Ok(snapshot),
+        Ok(_) => {}
+        Err(more) => errors.extend(more),
+    }
+    errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
+    errors.dedup();
+    Err(ConfigErrors(errors))
+}
+
+/// [`load_str`] on a file.
+pub fn load_file(path: &std::path::Path) -> Result<Snapshot, ConfigErrors> {
+    load_str(&path.display().to_string(), &read_file(path)?)
+}
+
 /// One compiled configuration.
 pub struct Snapshot {
     pub router: Router,

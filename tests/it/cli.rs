@@ -1,0 +1,135 @@
+//! The `gatehouse` binary itself: validate, version, run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn write(yaml: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn validate_accepts_the_quickstart() {
+    let out = Command::new(BIN)
+        .args(["validate", "-c", "examples/quickstart.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn validate_prints_every_error_and_fails() {
+    let f = write(
+        "_format_version: \"3.0\"\nservices:\n- name: a\n  url: http://a\n  bogus: 1\n  routes:\n  - paths: [\"~(\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = f.path().display().to_string();
+    assert!(err.contains("2 configuration errors"), "{err}");
+    assert!(
+        err.contains(&format!("{name}:5:3: services[0].bogus: unknown field")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{name}:7:")) && err.contains("services[0].routes[0].paths[0]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("gatehouse "));
+    for sub in ["run", "validate"] {
+        let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--conf"));
+    }
+    let out = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("GATEHOUSE_PROXY_LISTEN"));
+}
+
+#[test]
+fn run_serves_the_quickstart_and_stops_on_sigterm() {
+    let mut child = Command::new(BIN)
+        .args(["run", "-c", "examples/quickstart.yaml"])
+        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stderr.take().unwrap();
+    // The startup line names the bound address.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining after the startup line so the gateway never writes into a closed pipe.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("proxy=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("startup line");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = crate::support::client();
+        let ok = c.get(format!("http://{addr}/hello")).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(
+            ok.text().await.unwrap(),
+            r#"{"message":"Hello from Gatehouse"}"#
+        );
+        assert_eq!(
+            c.get(format!("http://{addr}/nowhere"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        assert_eq!(
+            c.delete(format!("http://{addr}/hello"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            405
+        );
+    });
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,63 @@
+//! Starts the real gateway in-process on `127.0.0.1:0` from declarative YAML.
+
+use std::net::SocketAddr;
+
+use gatehouse::proxy::{Gateway, ServerConfig};
+use gatehouse::snapshot::Snapshot;
+
+/// A running gateway, stopped on drop.
+pub struct TestGateway {
+    gateway: Option<Gateway>,
+    pub addr: SocketAddr,
+}
+
+/// Compile YAML or panic with every error.
+pub fn snapshot(yaml: &str) -> Snapshot {
+    gatehouse::snapshot::load_str("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl TestGateway {
+    /// Start on `yaml` with one worker.
+    pub fn start(yaml: &str) -> TestGateway {
+        Self::start_with(yaml, ServerConfig::default())
+    }
+
+    /// Start on `yaml` with these node settings (the listen address is always `127.0.0.1:0`).
+    pub fn start_with(yaml: &str, mut config: ServerConfig) -> TestGateway {
+        config.proxy_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        if config.workers == 0 {
+            config.workers = 1;
+        }
+        let gateway = Gateway::start(config, snapshot(yaml)).expect("start gateway");
+        let addr = gateway.proxy_addr();
+        TestGateway {
+            gateway: Some(gateway),
+            addr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Replace the configuration.
+    pub fn swap(&self, yaml: &str) {
+        if let Some(g) = &self.gateway {
+            g.swap(snapshot(yaml));
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown();
+        }
+    }
+}
+
+/// `{"x": ...}` body of a response as JSON.
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

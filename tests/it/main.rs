@@ -1,0 +1,12 @@
+//! Integration tests: the real gateway on ephemeral loopback ports in front of real upstream
+//! servers, driven by real HTTP clients. One binary, modules by feature.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod cli;
+mod config_errors;
+mod harness;
+mod plugins;
+mod proxying;
+mod routing;
+mod support;
+mod upstream_selftest;

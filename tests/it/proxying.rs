@@ -1,0 +1,333 @@
+//! Proxying through the real gateway to real upstream servers: path joining, forwarded and
+//! hop-by-hop headers, trusted proxies, streaming, timeouts, retries and keep-alive pooling.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gatehouse::proxy::ServerConfig;
+use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
+use gatehouse::proxy::pool::PoolSettings;
+
+use crate::harness::{TestGateway, json};
+use crate::support::{Upstream, client, closed_port, pattern_bytes, raw_http};
+
+fn service(url: &str, route: &str) -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: {url}\n  routes:\n  - name: r\n{route}\n"
+    )
+}
+
+#[tokio::test]
+async fn strip_path_and_service_path_join() {
+    let up = Upstream::start().await;
+    let cases = [
+        // (service path, route, request, upstream path)
+        ("", "    paths: [/api]", "/api/users?x=1&y=2", "/users"),
+        (
+            "",
+            "    paths: [/api]\n    strip_path: false",
+            "/api/users",
+            "/api/users",
+        ),
+        ("/base", "    paths: [/api]", "/api/users", "/base/users"),
+        ("/base/", "    paths: [/api/]", "/api/users", "/base/users"),
+        ("/base", "    paths: [/api]", "/api", "/base"),
+        ("", "    paths: [/api]", "/api", "/"),
+        (
+            "/base",
+            "    paths: [/api]\n    strip_path: false",
+            "/api/users",
+            "/base/api/users",
+        ),
+    ];
+    for (svc_path, route, request, expected) in cases {
+        let gw = TestGateway::start(&service(&format!("http://{}{svc_path}", up.addr()), route));
+        let resp = client().get(gw.url(request)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{request}");
+        let body = json(resp).await;
+        assert_eq!(
+            body["path"], expected,
+            "service {svc_path:?} request {request}"
+        );
+        if request.contains('?') {
+            assert_eq!(body["query"], "x=1&y=2");
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_and_host() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&service(&format!("http://{}", up.addr()), "    paths: [/]"));
+    let resp = client()
+        .get(gw.url("/a/b"))
+        .header("host", "shop.example.com:8000")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-real-ip", "1.2.3.4")
+        .send()
+        .await
+        .unwrap();
+    let body = json(resp).await;
+    let h = &body["headers"];
+    // The client is not a trusted proxy: its list is kept and the peer appended, but it cannot
+    // choose the proto or the real IP.
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "shop.example.com");
+    assert_eq!(h["x-forwarded-port"], gw.addr.port().to_string());
+    assert_eq!(h["x-forwarded-path"], "/a/b");
+    assert_eq!(
+        h["host"],
+        up.addr().to_string(),
+        "Host is the upstream's without preserve_host"
+    );
+
+    let gw = TestGateway::start(&service(
+        &format!("http://{}", up.addr()),
+        "    paths: [/]\n    preserve_host: true",
+    ));
+    let resp = client()
+        .get(gw.url("/"))
+        .header("host", "shop.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(resp).await["headers"]["host"], "shop.example.com");
+}
+
+#[tokio::test]
+async fn trusted_proxy_supplies_the_client_address() {
+    let up = Upstream::start().await;
+    let config = ServerConfig {
+        real_ip: RealIpConfig {
+            trusted: TrustedProxies::parse(&["127.0.0.0/8".to_string()]).unwrap(),
+            recursive: true,
+            ..RealIpConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        &service(&format!("http://{}", up.addr()), "    paths: [/]"),
+        config,
+    );
+    let resp = client()
+        .get(gw.url("/"))
+        .header("x-forwarded-for", "198.51.100.7, 127.0.0.5")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let h = json(resp).await["headers"].clone();
+    assert_eq!(h["x-real-ip"], "198.51.100.7");
+    assert_eq!(
+        h["x-forwarded-proto"], "https",
+        "a trusted proxy's proto is kept"
+    );
+    assert_eq!(h["x-forwarded-for"], "198.51.100.7, 127.0.0.5, 127.0.0.1");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&service(&format!("http://{}", up.addr()), "    paths: [/]"));
+    let resp = client()
+        .get(gw.url("/"))
+        .header("connection", "keep-alive, x-private")
+        .header("x-private", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("te", "trailers")
+        .header("x-end-to-end", "kept")
+        .send()
+        .await
+        .unwrap();
+    let h = json(resp).await["headers"].clone();
+    for gone in ["x-private", "keep-alive", "proxy-connection", "te"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h}");
+    }
+    assert_eq!(h["x-end-to-end"], "kept");
+
+    let raw = raw_http(
+        gw.addr,
+        b"GET /headers-out HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(!text.contains("keep-alive: timeout"), "{text}");
+    assert!(!text.contains("proxy-connection"), "{text}");
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&service(&format!("http://{}", up.addr()), "    paths: [/]"));
+    // Download, with and without content-length.
+    for path in ["/bytes/8388608", "/chunked/8388608"] {
+        let resp = client().get(gw.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(body.len(), 8 << 20, "{path}");
+        assert!(body == pattern_bytes(8 << 20), "{path}: bytes differ");
+    }
+    // Upload streamed from the client, echoed back.
+    let data = pattern_bytes(4 << 20);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(65536).map(|c| Ok(c.to_vec())).collect();
+    let resp = client()
+        .post(gw.url("/echo"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(got == data, "echoed body differs ({} bytes)", got.len());
+}
+
+#[tokio::test]
+async fn first_bytes_arrive_before_the_upstream_finishes() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&service(&format!("http://{}", up.addr()), "    paths: [/]"));
+    let started = std::time::Instant::now();
+    let resp = client()
+        .get(gw.url("/slow-body/1500"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "first chunk was buffered: {:?}",
+        started.elapsed()
+    );
+    while stream.next().await.is_some() {}
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn connect_failure_is_502_and_read_timeout_is_504() {
+    let up = Upstream::start().await;
+    let port = closed_port();
+    let gw = TestGateway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n- name: dead\n  url: http://127.0.0.1:{port}\n  retries: 2\n  routes: [{{paths: [/dead]}}]\n- name: slow\n  url: http://{}\n  read_timeout: 300\n  routes: [{{paths: [/delay], strip_path: false}}, {{paths: [/close], strip_path: false}}, {{paths: [/slow-body], strip_path: false}}]\n",
+        up.addr()
+    ));
+    let resp = client().get(gw.url("/dead")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        json(resp).await["message"],
+        "An invalid response was received from the upstream server"
+    );
+
+    let started = std::time::Instant::now();
+    let resp = client().get(gw.url("/delay/2000")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(
+        json(resp).await["message"],
+        "The upstream server is timing out"
+    );
+
+    let resp = client().get(gw.url("/close")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+
+    // A body that stalls longer than read_timeout is cut off (the head was already sent).
+    let resp = client()
+        .get(gw.url("/slow-body/2000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.is_err(),
+        "a stalled body must be aborted, not completed"
+    );
+}
+
+#[tokio::test]
+async fn failed_connect_is_retried_on_another_target() {
+    let a = Upstream::start().await;
+    let b = Upstream::start().await;
+    let dead = closed_port();
+    let gw = TestGateway::start(&format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: backend\n  targets:\n  - target: 127.0.0.1:{dead}\n  - target: {}\n  - target: {}\n  - target: 127.0.0.1:1\n    weight: 0\nservices:\n- name: svc\n  host: backend\n  routes: [{{paths: [/]}}]\n",
+        a.addr(),
+        b.addr()
+    ));
+    for _ in 0..30 {
+        let resp = client().get(gw.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(a.request_count() + b.request_count(), 30);
+    assert!(
+        a.request_count() >= 10 && b.request_count() >= 10,
+        "{} / {}",
+        a.request_count(),
+        b.request_count()
+    );
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_retired() {
+    let up = Upstream::start().await;
+    let yaml = service(&format!("http://{}", up.addr()), "    paths: [/]");
+    let gw = TestGateway::start(&yaml);
+    for _ in 0..20 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(
+        up.connections_accepted(),
+        1,
+        "sequential requests reuse one connection"
+    );
+
+    let up = Upstream::start().await;
+    let config = ServerConfig {
+        pool: PoolSettings {
+            max_requests: 5,
+            ..PoolSettings::default()
+        },
+        ..ServerConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        &service(&format!("http://{}", up.addr()), "    paths: [/]"),
+        config,
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(
+        up.connections_accepted(),
+        4,
+        "max_requests=5 retires a connection after 5 requests"
+    );
+}
+
+#[tokio::test]
+async fn route_without_service_is_503() {
+    let gw =
+        TestGateway::start("_format_version: \"3.0\"\nroutes:\n- name: lonely\n  paths: [/x]\n");
+    let resp = client().get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        json(resp).await["message"],
+        "no Service found with those values"
+    );
+}
