@@ -9,8 +9,6 @@
 //!
 //! The same hop-by-hop removal applies to responses.
 
-use std::net::{IpAddr, SocketAddr};
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -56,13 +54,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// What the gateway knows about the client side of a request.
+/// What the gateway knows about the client side of a request. The header values that depend
+/// only on the connection are computed once per connection, not per request.
 pub struct ClientSide<'a> {
-    pub peer: SocketAddr,
-    pub client_ip: IpAddr,
+    /// The TCP peer's address as a header value.
+    pub peer_ip: &'a HeaderValue,
+    /// The resolved client address (`None`: same as the peer).
+    pub client_ip: Option<HeaderValue>,
     pub peer_trusted: bool,
     pub scheme: &'static str,
-    pub local_port: u16,
+    /// The listener's port as a header value.
+    pub local_port: &'a HeaderValue,
     /// The `Host` the client used (may carry a port).
     pub host: Option<&'a HeaderValue>,
     /// The normalised request path (before stripping), as a header value.
@@ -71,22 +73,21 @@ pub struct ClientSide<'a> {
 
 /// Set `X-Forwarded-*` and `X-Real-IP` on an upstream request.
 pub fn set_forwarded_headers(headers: &mut HeaderMap, c: ClientSide<'_>) {
-    let peer_ip = c.peer.ip();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {peer_ip}"))
+            let peer = c.peer_ip.to_str().unwrap_or("");
+            HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
         }
-        _ => HeaderValue::from_str(&peer_ip.to_string()),
+        _ => Some(c.peer_ip.clone()),
     };
     // Several incoming X-Forwarded-For lines are folded into the first plus the peer; the
     // remaining lines are dropped so the upstream sees one list.
     headers.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&c.client_ip.to_string()) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
+    let real_ip = c.client_ip.unwrap_or_else(|| c.peer_ip.clone());
+    headers.insert(X_REAL_IP.clone(), real_ip);
     let keep =
         |headers: &HeaderMap, name: &HeaderName| c.peer_trusted && headers.contains_key(name);
     if !keep(headers, &X_FORWARDED_PROTO) {
@@ -96,11 +97,17 @@ pub fn set_forwarded_headers(headers: &mut HeaderMap, c: ClientSide<'_>) {
         );
     }
     if !keep(headers, &X_FORWARDED_HOST) {
-        match c.host.and_then(|h| h.to_str().ok()).map(strip_port) {
-            Some(h) => {
-                if let Ok(v) = HeaderValue::from_str(h) {
-                    headers.insert(X_FORWARDED_HOST.clone(), v);
-                }
+        let host = c.host.and_then(|h| {
+            if h.as_bytes().contains(&b':') {
+                let stripped = strip_port(h.to_str().ok()?);
+                HeaderValue::from_str(stripped).ok()
+            } else {
+                Some(h.clone())
+            }
+        });
+        match host {
+            Some(v) => {
+                headers.insert(X_FORWARDED_HOST.clone(), v);
             }
             None => {
                 headers.remove(&X_FORWARDED_HOST);
@@ -108,12 +115,12 @@ pub fn set_forwarded_headers(headers: &mut HeaderMap, c: ClientSide<'_>) {
         }
     }
     if !keep(headers, &X_FORWARDED_PORT) {
-        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(c.local_port));
+        headers.insert(X_FORWARDED_PORT.clone(), c.local_port.clone());
     }
     if !keep(headers, &X_FORWARDED_PATH)
-        && let Some(v) = &c.path
+        && let Some(v) = c.path
     {
-        headers.insert(X_FORWARDED_PATH.clone(), v.clone());
+        headers.insert(X_FORWARDED_PATH.clone(), v);
     }
 }
 

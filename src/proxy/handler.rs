@@ -35,8 +35,26 @@ pub struct ConnState {
     pub shared: Arc<Shared>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// `peer.ip()` and `local.port()` as header values, computed once per connection.
+    pub peer_ip_value: HeaderValue,
+    pub local_port_value: HeaderValue,
     pub id: u64,
     pub requests: AtomicU64,
+}
+
+impl ConnState {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, local: SocketAddr, id: u64) -> ConnState {
+        ConnState {
+            peer_ip_value: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            local_port_value: HeaderValue::from(local.port()),
+            shared,
+            peer,
+            local,
+            id,
+            requests: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Handle one request from a client connection. Never fails: every error becomes a response.
@@ -147,11 +165,13 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     set_forwarded_headers(
         &mut parts.headers,
         ClientSide {
-            peer: conn.peer,
-            client_ip: ctx.client_ip,
+            peer_ip: &conn.peer_ip_value,
+            client_ip: (ctx.client_ip != peer_ip)
+                .then(|| HeaderValue::from_str(&ctx.client_ip.to_string()).ok())
+                .flatten(),
             peer_trusted,
             scheme: "http",
-            local_port: conn.local.port(),
+            local_port: &conn.local_port_value,
             host: client_host.as_ref(),
             path: fwd_path,
         },

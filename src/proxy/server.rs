@@ -158,13 +158,8 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
-                    let conn = Arc::new(ConnState {
-                        shared: shared.clone(),
-                        peer,
-                        local,
-                        id: shared.connections.fetch_add(1, Ordering::Relaxed) + 1,
-                        requests: AtomicU64::new(0),
-                    });
+                    let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                    let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id));
                     let builder = builder.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| {
