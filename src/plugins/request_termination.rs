@@ -2,7 +2,8 @@
 //! never contact the upstream. Useful for maintenance windows, decommissioned routes, stub
 //! endpoints and baseline benchmarks.
 //!
-//! Config (Kong's schema): `status_code` (default 503, 100..=599), `message` *or* `body` +
+//! Config (Kong's schema): `status_code` (default 503; 200..=599 here, since an informational
+//! status cannot end an exchange), `message` *or* `body` +
 //! `content_type`, `echo` (answer with a JSON description of the request), `trigger` (only
 //! terminate when a header or query parameter of that name is present).
 
@@ -96,11 +97,11 @@ impl Plugin for RequestTermination {
         let mut errors = Vec::new();
         let status = StatusCode::from_u16(c.status_code)
             .ok()
-            .filter(|s| (100..=599).contains(&s.as_u16()));
+            .filter(|s| (200..=599).contains(&s.as_u16()));
         if status.is_none() {
             errors.push((
                 "status_code".into(),
-                "value should be between 100 and 599".into(),
+                "value should be between 200 and 599".into(),
             ));
         }
         if c.message.is_some() && (c.body.is_some() || c.content_type.is_some()) {

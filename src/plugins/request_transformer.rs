@@ -75,7 +75,8 @@ pub fn parse_header_entries(
             Some(pair) => out.push(pair),
             None => errors.push((
                 format!("{field}[{i}]"),
-                format!("invalid header entry `{entry}`; expected `Name: value`"),
+                // The value is not echoed: it may come from a secret reference.
+                "invalid header entry; expected `Name: value`".to_string(),
             )),
         }
     }
@@ -105,7 +106,11 @@ impl Plugin for RequestTransformer {
                 "not supported by this version of Gatehouse".into(),
             ));
         }
-        if !c.add.querystring.is_empty() || !c.add.body.is_empty() || !c.add.json_types.is_empty() {
+        if !c.add.querystring.is_empty()
+            || !c.add.body.is_empty()
+            || !c.add.json_types.is_empty()
+            || c.add.uri.is_some()
+        {
             errors.push((
                 "add".into(),
                 "only `add.headers` is supported by this version of Gatehouse".into(),

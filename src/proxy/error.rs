@@ -19,8 +19,6 @@ pub enum Blame {
 pub enum ProxyError {
     /// The request path is malformed or uses a forbidden encoding.
     BadPath(super::path::PathError),
-    /// The request is malformed in another way.
-    BadRequest(&'static str),
     /// No route matched.
     NoRoute,
     /// A route matched the path but not the method.
@@ -43,7 +41,6 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         match self {
             ProxyError::BadPath(_)
-            | ProxyError::BadRequest(_)
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::HttpsRequired => Blame::Client,
@@ -57,7 +54,7 @@ impl ProxyError {
     /// Status code for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HttpsRequired => StatusCode::UPGRADE_REQUIRED,
@@ -72,7 +69,6 @@ impl ProxyError {
         let status = self.status();
         let message: std::borrow::Cow<'static, str> = match &self {
             ProxyError::BadPath(e) => format!("Bad request: {e}").into(),
-            ProxyError::BadRequest(m) => format!("Bad request: {m}").into(),
             ProxyError::NoRoute => "no Route matched with those values".into(),
             ProxyError::MethodNotAllowed(_) => "Method not allowed".into(),
             ProxyError::HttpsRequired => "Please use HTTPS protocol".into(),

@@ -201,11 +201,14 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
             let body = ProxyBody::Upstream(UpstreamBody::new(incoming, conn, service.read_timeout));
             finish(chain, &mut ctx, Response::from_parts(head, body))
         }
-        Err(e) => finish(chain, &mut ctx, e.into_response()),
+        Err(e) => {
+            tracing::debug!(route = route_idx, blame = ?e.blame(), error = ?e, "request failed");
+            finish(chain, &mut ctx, e.into_response())
+        }
     }
 }
 
-/// The `Host` header, or the authority of an absolute-form / HTTP/2 request.
+/// The `Host` header (HTTP/1.1 requires it, also with an absolute-form target).
 fn request_host(parts: &http::request::Parts) -> Option<&HeaderValue> {
     parts.headers.get(header::HOST)
 }

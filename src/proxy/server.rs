@@ -64,6 +64,18 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Refuse to share a port with another process: with `SO_REUSEPORT` alone, a second gateway
+/// started on the same port would silently receive half of the connections. A probe bound
+/// without the option fails if anyone holds the port.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 impl Gateway {
     /// Bind the listeners and start the workers.
     pub fn start(config: ServerConfig, snapshot: Snapshot) -> std::io::Result<Gateway> {
@@ -71,6 +83,7 @@ impl Gateway {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        ensure_port_free(config.proxy_listen)?;
         let first = bind_reuseport(config.proxy_listen)?;
         let proxy_addr = first.local_addr()?;
         let mut listeners = vec![first];

@@ -136,20 +136,14 @@ pub(crate) struct RequestHost<'a> {
     pub port: Option<u16>,
 }
 
-/// Splits `name[:port]`, `[v6][:port]` or a bare IPv6 address. An unparsable port yields `None`.
-fn split_request_host(raw: &str) -> (&str, Option<u16>) {
-    if raw.starts_with('[') {
-        return match raw.find(']') {
-            Some(close) => {
-                let port = raw[close + 1..].strip_prefix(':').and_then(parse_port);
-                (&raw[..=close], port)
-            }
-            None => (raw, None),
-        };
-    }
-    match raw.rfind(':') {
-        Some(i) if !raw[..i].contains(':') => (&raw[..i], parse_port(&raw[i + 1..])),
-        _ => (raw, None),
+/// Splits a bracketed IPv6 host `[v6][:port]`. An unparsable port yields `None`.
+fn split_bracketed(raw: &str) -> (&str, Option<u16>) {
+    match raw.find(']') {
+        Some(close) => (
+            &raw[..=close],
+            raw[close + 1..].strip_prefix(':').and_then(parse_port),
+        ),
+        None => (raw, None),
     }
 }
 
@@ -158,8 +152,7 @@ fn canonical_v6<'b>(name: &str, buf: &'b mut [u8; 64]) -> Option<&'b str> {
     use std::io::Write;
     let inner = match name.strip_prefix('[') {
         Some(r) => r.strip_suffix(']')?,
-        None if name.contains(':') => name,
-        None => return None,
+        None => name,
     };
     let addr: Ipv6Addr = inner.parse().ok()?;
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
@@ -169,16 +162,37 @@ fn canonical_v6<'b>(name: &str, buf: &'b mut [u8; 64]) -> Option<&'b str> {
 }
 
 /// Normalises the request host and passes it to `f`; allocation-free for hosts ≤ 255 bytes.
+///
+/// `name[:port]` is split at its single colon; `[v6][:port]` and bare IPv6 addresses (several
+/// colons, no port) are canonicalised; an unparsable port yields `None`.
 #[inline]
 pub(crate) fn with_request_host<R>(raw: &str, f: impl FnOnce(RequestHost<'_>) -> R) -> R {
-    let (name, port) = split_request_host(raw);
-    if name.contains(':') {
-        let mut buf = [0u8; 64];
-        if let Some(v6) = canonical_v6(name, &mut buf) {
-            return f(RequestHost { name: v6, port });
+    // One pass over the (short) host: colon count, last colon, any uppercase.
+    let (mut colons, mut last_colon, mut upper) = (0usize, 0usize, false);
+    for (i, &b) in raw.as_bytes().iter().enumerate() {
+        if b == b':' {
+            colons += 1;
+            last_colon = i;
         }
+        upper |= b.is_ascii_uppercase();
     }
-    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+    let (name, port) = match colons {
+        0 => (raw, None),
+        1 if !raw.starts_with('[') => (&raw[..last_colon], parse_port(&raw[last_colon + 1..])),
+        _ => {
+            let (name, port) = if raw.starts_with('[') {
+                split_bracketed(raw)
+            } else {
+                (raw, None)
+            };
+            let mut buf = [0u8; 64];
+            if let Some(v6) = canonical_v6(name, &mut buf) {
+                return f(RequestHost { name: v6, port });
+            }
+            (name, port)
+        }
+    };
+    if !upper {
         return f(RequestHost { name, port });
     }
     let mut buf = [0u8; 255];
@@ -289,6 +303,13 @@ impl<T: Default> HostIndex<T> {
 }
 
 impl<T> HostIndex<T> {
+    /// The "any host" bucket if it is the only one (no route has hosts).
+    #[inline]
+    pub(crate) fn only_any(&self) -> Option<&T> {
+        let hostless = self.exact.is_empty() && self.suffix.is_empty() && self.prefix.is_empty();
+        hostless.then_some(&self.any)
+    }
+
     /// Calls `f` on every bucket matching `host` (each bucket at most once).
     #[inline]
     pub(crate) fn for_each_match(&self, host: &RequestHost<'_>, mut f: impl FnMut(&T)) {

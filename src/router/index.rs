@@ -98,7 +98,7 @@ impl PathIndex {
 
     /// Finalises the index once all entries are inserted.
     pub(crate) fn finish(&mut self, entries: &[Entry]) {
-        self.tree.shrink();
+        self.tree.freeze();
         self.regex.shrink_to_fit();
         self.no_path.shrink_to_fit();
         if self.regex.len() < REGEX_SET_MIN {
@@ -121,7 +121,9 @@ impl PathIndex {
     /// Pushes the ranks of all entries that may match `path`; see the module docs.
     #[inline]
     pub(crate) fn collect(&self, path: &str, out: &mut CandBuf) {
-        out.extend(&self.no_path);
+        if !self.no_path.is_empty() {
+            out.extend(&self.no_path);
+        }
         self.tree
             .collect(path.as_bytes(), |ranks| out.extend(ranks));
         if self.regex.is_empty() {
@@ -159,25 +161,37 @@ impl CandBuf {
 
     #[inline]
     pub(crate) fn extend(&mut self, ranks: &[u32]) {
-        if self.spill.is_empty() {
-            if let Some(dst) = self.inline.get_mut(self.len..self.len + ranks.len()) {
-                dst.copy_from_slice(ranks);
-                self.len += ranks.len();
-                return;
-            }
-            self.spill.reserve(self.len + ranks.len());
-            self.spill.extend_from_slice(&self.inline[..self.len]);
+        // Lists are usually tiny: a loop beats a call to memcpy.
+        for &r in ranks {
+            self.push(r);
         }
-        self.spill.extend_from_slice(ranks);
     }
 
     #[inline]
     pub(crate) fn push(&mut self, rank: u32) {
-        self.extend(&[rank]);
+        match self.inline.get_mut(self.len) {
+            Some(slot) if self.spill.is_empty() => {
+                *slot = rank;
+                self.len += 1;
+            }
+            _ => self.push_spilled(rank),
+        }
+    }
+
+    #[cold]
+    fn push_spilled(&mut self, rank: u32) {
+        if self.spill.is_empty() {
+            self.spill.reserve(INLINE_CANDIDATES * 4);
+            self.spill.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spill.push(rank);
     }
 
     /// Sorts the candidates into precedence order, removes duplicates and returns them.
     pub(crate) fn sorted(&mut self) -> &[u32] {
+        if self.spill.is_empty() && self.len <= 1 {
+            return &self.inline[..self.len];
+        }
         let slice: &mut [u32] = if self.spill.is_empty() {
             &mut self.inline[..self.len]
         } else {

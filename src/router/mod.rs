@@ -309,10 +309,13 @@ impl Router {
     /// Finds the route for `req`; see the module docs.
     pub fn find(&self, req: &RequestView<'_>) -> RouteMatch {
         let mut cands = CandBuf::new();
-        with_request_host(req.host, |host| {
-            self.index
-                .for_each_match(&host, |bucket| bucket.collect(req.path, &mut cands));
-        });
+        match self.index.only_any() {
+            Some(bucket) => bucket.collect(req.path, &mut cands),
+            None => with_request_host(req.host, |host| {
+                self.index
+                    .for_each_match(&host, |bucket| bucket.collect(req.path, &mut cands));
+            }),
+        }
         let cands = cands.sorted();
         for &rank in cands {
             let Some((entry, route)) = self.entry(rank) else {

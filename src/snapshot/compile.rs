@@ -17,7 +17,7 @@ use crate::proxy::path::PathHandling;
 use crate::router::{RouteSpec, RouterBuilder};
 
 /// Largest timeout Kong accepts (ms).
-const MAX_TIMEOUT_MS: u64 = (1 << 31) - 1;
+const MAX_TIMEOUT_MS: u64 = (1 << 31) - 2;
 /// Kong's bound on `retries`.
 const MAX_RETRIES: u32 = 32_767;
 /// Kong's default port for targets given without one.
@@ -171,6 +171,13 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
                 ),
             );
         }
+        if scope.consumer.is_some() {
+            // No plugin can identify a consumer yet, so such a plugin could never run.
+            errors.push(
+                format!("{}.consumer", p.path),
+                "consumer-scoped plugins are not supported by this version of Gatehouse (no authentication plugin can identify a consumer yet)",
+            );
+        }
         let config = p.item.config.clone().unwrap_or(serde_json::Value::Null);
         match PluginInstance::build(&p.item.name, &config) {
             Ok(inst) => {
@@ -259,7 +266,8 @@ fn one_line(message: &str) -> String {
                 .unwrap_or("");
             let first = first
                 .trim_end_matches(':')
-                .trim_end_matches(" regex parse error");
+                .trim_end_matches(" regex parse error")
+                .trim_end_matches(':');
             format!("{first}: {}", last.trim().trim_start_matches("error: "))
         }
     }
@@ -395,6 +403,12 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
         errors.push(format!("{path}.{field}"), msg);
     }
     let port = port.unwrap_or(80);
+    if port == 0 {
+        errors.push(
+            format!("{path}.port"),
+            "value should be between 1 and 65535",
+        );
+    }
     if let Some(p) = &svc_path
         && !p.starts_with('/')
     {
@@ -541,7 +555,17 @@ fn compile_upstream(
             }
         });
     let mut targets = Vec::new();
+    let mut seen = HashSet::new();
     for t in doc.targets.iter().filter(|t| t.parent == Some(index)) {
+        if !seen.insert(t.item.target.as_str()) {
+            errors.push(
+                format!("{}.target", t.path),
+                format!(
+                    "duplicate target `{}` in upstream `{}`",
+                    t.item.target, u.name
+                ),
+            );
+        }
         if let Some(addr) = compile_target(errors, &t.path, &t.item)
             && t.item.weight > 0
         {

@@ -133,3 +133,20 @@ fn run_serves_the_quickstart_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_second_gateway_cannot_share_the_port() {
+    use gatehouse::proxy::{Gateway, ServerConfig};
+    let snapshot = || gatehouse::snapshot::load_str("t.yaml", "_format_version: \"3.0\"\n").unwrap();
+    // Find a free port, then start a gateway on it explicitly.
+    let port = crate::support::closed_port();
+    let config = ServerConfig {
+        proxy_listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        workers: 1,
+        ..ServerConfig::default()
+    };
+    let first = Gateway::start(config.clone(), snapshot()).expect("first gateway");
+    let second = Gateway::start(config, snapshot());
+    assert!(second.is_err(), "a second gateway silently shared port {port}");
+    first.shutdown();
+}

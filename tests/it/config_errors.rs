@@ -70,7 +70,7 @@ plugins:
     assert!(
         find(&errs, "plugins[1].config.status_code")
             .message
-            .contains("between 100 and 599")
+            .contains("between 200 and 599")
     );
     assert!(
         find(&errs, "plugins[1].config.message")
@@ -158,4 +158,14 @@ fn unsupported_features_are_errors_not_silence() {
     )
     .unwrap();
     assert!(compile(ok).is_ok());
+}
+
+#[test]
+fn consumer_plugins_duplicate_targets_and_bad_ports() {
+    let errs = errors(
+        "_format_version: \"3.0\"\nconsumers:\n- username: alice\n  plugins:\n  - name: correlation-id\nupstreams:\n- name: u\n  targets:\n  - target: 10.0.0.1:80\n  - target: 10.0.0.1:80\nservices:\n- name: s\n  host: example.com\n  port: 0\n",
+    );
+    assert!(find(&errs, "consumers[0].plugins[0].consumer").message.contains("consumer-scoped"));
+    assert!(find(&errs, "upstreams[0].targets[1].target").message.contains("duplicate target"));
+    assert!(find(&errs, "services[0].port").message.contains("between 1 and 65535"));
 }
