@@ -2,7 +2,8 @@
 //!
 //! Contract: measures `Router::find` for tables of 10 / 1,000 / 10,000 prefix routes
 //! (`/svc{i}/v1`), 10,000 exact-literal regex routes (`~/svc{i}/health$`), 10,000 host routes
-//! (`svc{i}.example.com`), 100 real regex routes, and a naive linear scan over the same
+//! (`svc{i}.example.com`), 100 / 10,000 real regex routes with captures
+//! (`~/svc{i}/items/(?<id>\d+)$`), and a naive linear scan over the same
 //! 10,000 prefix routes as a baseline. Each iteration looks up one request from a fixed
 //! rotation of 64 requests spread over the table (all hits), so that caches are not
 //! flattered by a single hot key.
@@ -120,7 +121,12 @@ fn bench_hosts(c: &mut Criterion) {
 }
 
 fn bench_regex(c: &mut Criterion) {
-    let n = 100;
+    for n in [100, 10_000] {
+        bench_regex_n(c, n);
+    }
+}
+
+fn bench_regex_n(c: &mut Criterion, n: usize) {
     let router = build((0..n).map(|i| RouteSpec {
         paths: vec![format!(r"~/svc{i}/items/(?<id>\d+)$")],
         ..RouteSpec::default()

@@ -21,36 +21,52 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Hop-by-hop headers that never cross the gateway.
-fn fixed_hop_headers() -> [&'static HeaderName; 7] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ]
+fn is_fixed_hop_header(name: &HeaderName) -> bool {
+    // Standard names compare as enum tags; only the two custom ones compare bytes.
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// Remove hop-by-hop headers, including those listed in `Connection`.
+///
+/// Hot path: one pass over the header names finds what is present (usually nothing, or
+/// `Connection: keep-alive`), then only those are removed.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        // Rare path: only clients that name extra hop-by-hop headers pay for the copy.
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
+    let mut found: [Option<HeaderName>; 8] = Default::default();
+    let mut n = 0;
+    for name in headers.keys() {
+        if is_fixed_hop_header(name) && n < found.len() {
+            found[n] = Some(name.clone());
+            n += 1;
         }
     }
-    for h in fixed_hop_headers() {
-        if headers.contains_key(h) {
-            headers.remove(h);
-        }
+    if n == 0 {
+        return;
+    }
+    // Extra hop-by-hop headers named in `Connection` (other than its own keywords).
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("keep-alive")
+                && !t.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in found.into_iter().flatten() {
+        headers.remove(name);
     }
 }
 
@@ -73,18 +89,29 @@ pub struct ClientSide<'a> {
 
 /// Set `X-Forwarded-*` and `X-Real-IP` on an upstream request.
 pub fn set_forwarded_headers(headers: &mut HeaderMap, c: ClientSide<'_>) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            let peer = c.peer_ip.to_str().unwrap_or("");
-            HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
+    match headers.entry(&X_FORWARDED_FOR) {
+        header::Entry::Vacant(e) => {
+            e.insert(c.peer_ip.clone());
         }
-        _ => Some(c.peer_ip.clone()),
-    };
-    // Several incoming X-Forwarded-For lines are folded into the first plus the peer; the
-    // remaining lines are dropped so the upstream sees one list.
-    headers.remove(&X_FORWARDED_FOR);
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+        // Several incoming lines are folded into the first plus the peer, so the upstream sees
+        // one list.
+        header::Entry::Occupied(mut e) => {
+            let prev = e.get().to_str().unwrap_or("").trim();
+            let peer = c.peer_ip.to_str().unwrap_or("");
+            let value = if prev.is_empty() {
+                Some(c.peer_ip.clone())
+            } else {
+                HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
+            };
+            match value {
+                Some(v) => {
+                    e.insert(v);
+                }
+                None => {
+                    e.remove();
+                }
+            }
+        }
     }
     let real_ip = c.client_ip.unwrap_or_else(|| c.peer_ip.clone());
     headers.insert(X_REAL_IP.clone(), real_ip);

@@ -60,7 +60,7 @@ impl ConnState {
 /// Handle one request from a client connection. Never fails: every error becomes a response.
 pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyBody> {
     let shared = &*conn.shared;
-    let snap = shared.snapshot.load_full();
+    let snap = shared.snapshot.load();
     let (mut parts, body) = req.into_parts();
     let peer_ip = conn.peer.ip();
     let peer_trusted =

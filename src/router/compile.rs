@@ -5,12 +5,14 @@
 //! field path relative to the route (`paths[1]`, `hosts[0]`, `methods[2]`,
 //! `headers.X-Name`, `headers.X-Name[0]`, `query_params.name[0]`, `@entity` for the route as a
 //! whole). Regex paths become `^(?:regex)` (anchored at the path start, like Kong); regexes
-//! that are only a literal are recognised so that they can be indexed ([`PathSpec::Literal`]).
+//! that are only a literal are recognised so that they can be indexed ([`PathSpec::Literal`]),
+//! and other regexes carry the literal prefix all their matches share (see `literal.rs`).
 
 use http::{HeaderName, Method};
 use regex::{Regex, RegexBuilder};
 
 use super::host::{HostPattern, parse_route_host};
+use super::literal::{literal_of_regex, literal_prefix_of_regex};
 use super::matchers::{HeaderMatcher, QueryMatcher, REGEX_SIZE_LIMIT, ValueMatcher};
 use super::{RouteSpec, RouteSpecError};
 
@@ -21,6 +23,8 @@ pub(crate) struct PathRegex {
     pub regex: Regex,
     /// Whether the regex has capture groups (captures are reported only then).
     pub has_groups: bool,
+    /// A literal every match starts with (may be empty); used to index the regex.
+    pub prefix: Box<str>,
 }
 
 /// One compiled entry of a route's `paths`.
@@ -80,26 +84,6 @@ fn compile_method(m: &str) -> Result<Method, String> {
     Method::from_bytes(bytes).map_err(|e| format!("invalid method '{m}': {e}"))
 }
 
-/// If `re` is only a literal (optionally followed by a final `$`), returns it unescaped.
-fn literal_of_regex(re: &str) -> Option<(String, bool)> {
-    let mut out = String::with_capacity(re.len());
-    let mut chars = re.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(e) if e.is_ascii_punctuation() => out.push(e),
-                _ => return None,
-            },
-            '$' if chars.peek().is_none() => return Some((out, true)),
-            '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' => {
-                return None;
-            }
-            _ => out.push(c),
-        }
-    }
-    Some((out, false))
-}
-
 fn compile_path(p: &str) -> Result<PathSpec, String> {
     if let Some(re) = p.strip_prefix('~') {
         let regex = RegexBuilder::new(&format!("^(?:{re})"))
@@ -114,7 +98,12 @@ fn compile_path(p: &str) -> Result<PathSpec, String> {
             });
         }
         let has_groups = regex.captures_len() > 1;
-        return Ok(PathSpec::Regex(Box::new(PathRegex { regex, has_groups })));
+        let prefix = literal_prefix_of_regex(re).into_boxed_str();
+        return Ok(PathSpec::Regex(Box::new(PathRegex {
+            regex,
+            has_groups,
+            prefix,
+        })));
     }
     if !p.starts_with('/') {
         return Err(format!(
@@ -253,26 +242,6 @@ pub(crate) fn compile(spec: &RouteSpec) -> Result<CompiledRoute, Vec<RouteSpecEr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literal_regex_detection() {
-        assert_eq!(literal_of_regex("/health$"), Some(("/health".into(), true)));
-        assert_eq!(literal_of_regex("/api"), Some(("/api".into(), false)));
-        assert_eq!(
-            literal_of_regex("/a\\.json$"),
-            Some(("/a.json".into(), true))
-        );
-        assert_eq!(literal_of_regex("/cost\\$"), Some(("/cost$".into(), false)));
-        assert_eq!(
-            literal_of_regex("/a b-c_~%20$"),
-            Some(("/a b-c_~%20".into(), true))
-        );
-        for not in [
-            "/a.json$", "/a$/b", "/a$$", "/a\\d$", "/(a)$", "/a|/b", "/a+$", "/a?", "^/a",
-        ] {
-            assert_eq!(literal_of_regex(not), None, "{not}");
-        }
-    }
 
     #[test]
     fn methods_must_be_uppercase_tokens() {

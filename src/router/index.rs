@@ -2,8 +2,9 @@
 //!
 //! Contract: every (route, path) pair is an [`Entry`] identified by its *rank* (its position in
 //! the global precedence order, smaller = tried first). A [`PathIndex`] holds the ranks of the
-//! entries attached to one host bucket: prefix and literal paths in a radix tree, other regex
-//! paths in a list (pre-filtered by a `RegexSet` when large), and path-less entries in a list.
+//! entries attached to one host bucket: prefix and literal paths in a radix tree, regex paths
+//! with a literal prefix in the same tree under that prefix, regex paths without one in a
+//! list (pre-filtered by a `RegexSet` when large), and path-less entries in a list.
 //! [`PathIndex::collect`] pushes every rank whose path *may* match the request path: prefix,
 //! exact and path-less entries are guaranteed path matches; regex entries must still be checked
 //! with [`Entry::match_path`]. Collection does not allocate unless the buffer spills (more than
@@ -91,6 +92,11 @@ impl PathIndex {
                     KeyKind::Prefix
                 };
                 self.tree.insert(literal.as_bytes(), kind, rank);
+            }
+            // Regexes with a literal prefix are candidates only below that prefix.
+            Some(PathSpec::Regex(re)) if !re.prefix.is_empty() => {
+                self.tree
+                    .insert(re.prefix.as_bytes(), KeyKind::Prefix, rank);
             }
             Some(PathSpec::Regex(_)) => self.regex.push(rank),
         }

@@ -14,13 +14,16 @@
 //!   otherwise [`RouteMatch::NotFound`].
 //! - Lookup cost does not grow with the number of prefix/exact-path routes or exact hosts:
 //!   routes are bucketed by host (see `host.rs`) and, per bucket, by path (see `index.rs`,
-//!   `radix.rs`); only non-literal regex paths and criterion-less buckets are scanned.
+//!   `radix.rs`). Regex paths are indexed under their literal prefix (see `literal.rs`);
+//!   only regexes without one (e.g. `~/(a|b)/x`) and path-less routes of a matching host
+//!   bucket are scanned (pre-filtered by a `RegexSet` when numerous).
 //!   `find` does not allocate unless a regex path, a spilled candidate list (> 32
 //!   candidates), a 405 answer or an escaped query value checked by a regex needs it.
 
 mod compile;
 mod host;
 mod index;
+mod literal;
 mod matchers;
 mod priority;
 mod radix;

@@ -118,6 +118,11 @@ const REGEXES: &[&str] = &[
     "~/a",
     r"~/(?<s>\w)/",
     "~/y/a$",
+    "~/(?:a|x)/",
+    "~/a|/y",
+    "~/ab?",
+    "~.*b",
+    r"~/x/2\d*",
 ];
 const METHODS: &[&str] = &["GET", "POST", "PUT"];
 

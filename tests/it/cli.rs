@@ -137,7 +137,8 @@ fn run_serves_the_quickstart_and_stops_on_sigterm() {
 #[test]
 fn a_second_gateway_cannot_share_the_port() {
     use gatehouse::proxy::{Gateway, ServerConfig};
-    let snapshot = || gatehouse::snapshot::load_str("t.yaml", "_format_version: \"3.0\"\n").unwrap();
+    let snapshot =
+        || gatehouse::snapshot::load_str("t.yaml", "_format_version: \"3.0\"\n").unwrap();
     // Find a free port, then start a gateway on it explicitly.
     let port = crate::support::closed_port();
     let config = ServerConfig {
@@ -147,6 +148,9 @@ fn a_second_gateway_cannot_share_the_port() {
     };
     let first = Gateway::start(config.clone(), snapshot()).expect("first gateway");
     let second = Gateway::start(config, snapshot());
-    assert!(second.is_err(), "a second gateway silently shared port {port}");
+    assert!(
+        second.is_err(),
+        "a second gateway silently shared port {port}"
+    );
     first.shutdown();
 }

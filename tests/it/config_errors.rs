@@ -165,7 +165,19 @@ fn consumer_plugins_duplicate_targets_and_bad_ports() {
     let errs = errors(
         "_format_version: \"3.0\"\nconsumers:\n- username: alice\n  plugins:\n  - name: correlation-id\nupstreams:\n- name: u\n  targets:\n  - target: 10.0.0.1:80\n  - target: 10.0.0.1:80\nservices:\n- name: s\n  host: example.com\n  port: 0\n",
     );
-    assert!(find(&errs, "consumers[0].plugins[0].consumer").message.contains("consumer-scoped"));
-    assert!(find(&errs, "upstreams[0].targets[1].target").message.contains("duplicate target"));
-    assert!(find(&errs, "services[0].port").message.contains("between 1 and 65535"));
+    assert!(
+        find(&errs, "consumers[0].plugins[0].consumer")
+            .message
+            .contains("consumer-scoped")
+    );
+    assert!(
+        find(&errs, "upstreams[0].targets[1].target")
+            .message
+            .contains("duplicate target")
+    );
+    assert!(
+        find(&errs, "services[0].port")
+            .message
+            .contains("between 1 and 65535")
+    );
 }
