@@ -57,12 +57,12 @@ services:
   routes: [{paths: [/]}]
 YAML
 GATEHOUSE_LOG=warn ./target/release/gatehouse run -c "$WORK/gw.yaml" --proxy-listen "127.0.0.1:$GW_PORT" --workers 1 & GW=$!; PIDS+=($GW)
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/0" && break; sleep 0.1; done
+for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/0")" = 200 ] && break; sleep 0.1; done
 rss() { awk -v k="$1:" '$1==k {print $2}' "/proc/$GW/status"; }
 echo "idle: VmRSS $(rss VmRSS) kB"
 BYTES=$((SIZE_MIB * 1024 * 1024))
 t0=$(date +%s.%N)
-got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$GW_PORT/$BYTES")
+got=$(curl -s -o /dev/null -w "%{size_download}" "http://127.0.0.1:$GW_PORT/$BYTES")
 t1=$(date +%s.%N)
 echo "download: $got bytes in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s; peak VmHWM $(rss VmHWM) kB"
 t0=$(date +%s.%N)

@@ -75,7 +75,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "GATEHOUSE_UPSTREAM_KEEPALIVE_MAX_REQUESTS",
-        default_value_t = 10_000
+        default_value_t = 1_000
     )]
     upstream_keepalive_max_requests: u64,
     /// Seconds an idle upstream connection is kept.
@@ -163,20 +163,26 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.client_header_timeout.max(1)),
     };
     let routes = snapshot.routes.len();
-    let gateway = Gateway::start(config, snapshot)
-        .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
-    tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
+    // Signal handlers first: once the start-up line is out, SIGTERM must mean "shut down".
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        Ok::<_, std::io::Error>(())
+    let (mut term, mut int) = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
     })?;
+    let gateway = Gateway::start(config, snapshot)
+        .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
+    tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
+    rt.block_on(async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
     tracing::info!("shutting down");
     gateway.shutdown();
     Ok(())

@@ -15,7 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use super::pool::PooledConn;
+use super::h1_client::H1Body;
+use super::pool::{Lease, PooledConn};
 
 /// Boxed error type of gateway bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,32 +44,94 @@ impl ProxyBody {
     }
 }
 
-/// The upstream response body plus the connection it arrived on.
+/// The upstream response body plus the connection it arrived on; the connection goes back to
+/// the pool once the body has been read to its end.
 pub struct UpstreamBody {
-    inner: Incoming,
-    conn: Option<PooledConn>,
+    source: Source,
     read_timeout: Duration,
     idle: Option<Pin<Box<Sleep>>>,
 }
 
+enum Source {
+    /// From hyper's client (requests that had a body).
+    Hyper {
+        inner: Incoming,
+        conn: Option<PooledConn>,
+    },
+    /// From the lean client (requests without a body).
+    Lean { body: H1Body, lease: Option<Lease> },
+}
+
 impl UpstreamBody {
     pub fn new(inner: Incoming, conn: PooledConn, read_timeout: Duration) -> Self {
+        Self::with_source(
+            Source::Hyper {
+                inner,
+                conn: Some(conn),
+            },
+            read_timeout,
+        )
+    }
+
+    pub fn lean(body: H1Body, lease: Lease, read_timeout: Duration) -> Self {
+        Self::with_source(
+            Source::Lean {
+                body,
+                lease: Some(lease),
+            },
+            read_timeout,
+        )
+    }
+
+    fn with_source(source: Source, read_timeout: Duration) -> Self {
         let mut body = UpstreamBody {
-            inner,
-            conn: Some(conn),
+            source,
             read_timeout,
             idle: None,
         };
         // A body that is empty from the start is never polled by the server: release now.
-        if body.inner.is_end_stream() {
+        if body.source_done() {
             body.release();
         }
         body
     }
 
+    fn source_done(&self) -> bool {
+        match &self.source {
+            Source::Hyper { inner, .. } => inner.is_end_stream(),
+            Source::Lean { body, .. } => body.is_end_stream(),
+        }
+    }
+
     fn release(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            conn.release();
+        match &mut self.source {
+            Source::Hyper { conn, .. } => {
+                if let Some(conn) = conn.take() {
+                    conn.release();
+                }
+            }
+            Source::Lean { body, lease } => {
+                if let (Some(conn), Some(lease)) = (body.take_reusable(), lease.take()) {
+                    lease.release(conn);
+                }
+            }
+        }
+    }
+
+    fn forget_conn(&mut self) {
+        match &mut self.source {
+            Source::Hyper { conn, .. } => *conn = None,
+            Source::Lean { lease, .. } => *lease = None,
+        }
+    }
+
+    fn poll_source(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.source {
+            Source::Hyper { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Source::Lean { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
 }
@@ -83,42 +146,40 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(u) => {
-                match Pin::new(&mut u.inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        u.idle = None;
-                        if u.inner.is_end_stream() {
-                            u.release();
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        u.conn = None;
-                        Poll::Ready(Some(Err(e.into())))
-                    }
-                    Poll::Ready(None) => {
+            ProxyBody::Upstream(u) => match u.poll_source(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    u.idle = None;
+                    if u.source_done() {
                         u.release();
-                        Poll::Ready(None)
                     }
-                    Poll::Pending => {
-                        // The timer is armed only when the upstream makes us wait.
-                        let timeout = u.read_timeout;
-                        let sleep = u
-                            .idle
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                        ready!(sleep.as_mut().poll(cx));
-                        u.conn = None;
-                        Poll::Ready(Some(Err(Box::new(ReadTimeout))))
-                    }
+                    Poll::Ready(Some(Ok(frame)))
                 }
-            }
+                Poll::Ready(Some(Err(e))) => {
+                    u.forget_conn();
+                    Poll::Ready(Some(Err(e)))
+                }
+                Poll::Ready(None) => {
+                    u.release();
+                    Poll::Ready(None)
+                }
+                Poll::Pending => {
+                    // The timer is armed only when the upstream makes us wait.
+                    let timeout = u.read_timeout;
+                    let sleep = u
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(sleep.as_mut().poll(cx));
+                    u.forget_conn();
+                    Poll::Ready(Some(Err(Box::new(ReadTimeout))))
+                }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Upstream(u) => u.inner.is_end_stream(),
+            ProxyBody::Upstream(u) => u.source_done(),
         }
     }
 
@@ -126,7 +187,10 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
-            ProxyBody::Upstream(u) => u.inner.size_hint(),
+            ProxyBody::Upstream(u) => match &u.source {
+                Source::Hyper { inner, .. } => inner.size_hint(),
+                Source::Lean { body, .. } => body.size_hint(),
+            },
         }
     }
 }

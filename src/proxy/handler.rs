@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::body::{ProxyBody, RequestBody, UpstreamBody};
@@ -16,7 +16,7 @@ use super::client_ip::{RealIpConfig, client_ip};
 use super::error::ProxyError;
 use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::path::{normalize_path, upstream_path};
-use super::pool::{self, PoolSettings, PooledConn};
+use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use crate::plugins::{Chain, Flow, RequestCtx};
 use crate::router::{RequestView, RouteMatch};
 use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
@@ -162,6 +162,8 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     }
     remove_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT);
+    // Room for the forwarding headers and Host at once, rather than growing step by step.
+    parts.headers.reserve(8);
     set_forwarded_headers(
         &mut parts.headers,
         ClientSide {
@@ -185,20 +187,22 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     } else {
         Some(())
     };
-    match send_upstream(
-        &snap,
-        service,
-        parts,
-        body,
-        host_override.is_some(),
-        &shared.pool,
-    )
-    .await
-    {
-        Ok((resp, conn)) => {
-            let (mut head, incoming) = resp.into_parts();
+    let set_host = host_override.is_some();
+    let sent = if http_body::Body::is_end_stream(&body) {
+        send_lean(&snap, service, parts, set_host, &shared.pool).await
+    } else {
+        send_upstream(&snap, service, parts, body, set_host, &shared.pool)
+            .await
+            .map(|(resp, conn)| {
+                let (head, incoming) = resp.into_parts();
+                let body = UpstreamBody::new(incoming, conn, service.read_timeout);
+                Response::from_parts(head, ProxyBody::Upstream(body))
+            })
+    };
+    match sent {
+        Ok(resp) => {
+            let (mut head, body) = resp.into_parts();
             remove_hop_by_hop(&mut head.headers);
-            let body = ProxyBody::Upstream(UpstreamBody::new(incoming, conn, service.read_timeout));
             finish(chain, &mut ctx, Response::from_parts(head, body))
         }
         Err(e) => {
@@ -288,6 +292,69 @@ fn pick_target<'s>(
             let up = snap.upstreams.get(*u).ok_or(ProxyError::NoTargets)?;
             let t = up.pick().ok_or(ProxyError::NoTargets)?;
             Ok((t, up.host_header.as_ref()))
+        }
+    }
+}
+
+/// Send a request without a body through the lean client (see `h1_client`). A failed connect
+/// moves on to the next target, up to the service's `retries`; an idempotent request whose
+/// pooled connection turns out to have been closed by the upstream is replayed on another
+/// connection without counting.
+async fn send_lean(
+    snap: &Snapshot,
+    service: &ServiceRt,
+    mut parts: http::request::Parts,
+    set_host: bool,
+    settings: &Arc<PoolSettings>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let mut failures = 0u32;
+    loop {
+        let (target, host_header) = pick_target(snap, service)?;
+        let pooled = match pool::checkout_h1(
+            &target.key,
+            &target.host,
+            target.port,
+            service.connect_timeout,
+            settings,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(target = %target.key, error = %e, attempt = failures, "upstream connect failed");
+                if failures > service.retries {
+                    return Err(ProxyError::ConnectFailed);
+                }
+                continue;
+            }
+        };
+        if set_host {
+            let h = host_header.unwrap_or(&target.host_header).clone();
+            parts.headers.insert(header::HOST, h);
+        }
+        let H1Pooled {
+            conn,
+            lease,
+            reused,
+        } = pooled;
+        match tokio::time::timeout(service.read_timeout, conn.send(&parts)).await {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Ok((head, body))) => {
+                let body = UpstreamBody::lean(body, lease, service.read_timeout);
+                return Ok(Response::from_parts(head, ProxyBody::Upstream(body)));
+            }
+            Ok(Err(e)) if reused && idempotent && e.nothing_received() => {
+                tracing::debug!(target = %target.key, error = %e, "stale keep-alive connection; replaying");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(target = %target.key, error = %e, "upstream request failed");
+                return Err(ProxyError::UpstreamBroken);
+            }
         }
     }
 }

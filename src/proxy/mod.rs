@@ -3,6 +3,7 @@ pub mod body;
 pub mod client_ip;
 pub mod error;
 pub mod forward;
+pub mod h1_client;
 pub mod handler;
 pub mod path;
 pub mod pool;

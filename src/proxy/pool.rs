@@ -6,8 +6,10 @@
 //! `upstream_keepalive_max_requests` (requests per connection before it is closed) and
 //! `upstream_keepalive_idle_timeout` (an idle connection older than this is closed).
 //!
+//! Two kinds of connection are pooled separately: hyper client connections, which carry
+//! requests with a body, and the lean client's ([`H1Conn`]) for requests without one.
 //! Checkout is LIFO (the most recently used connection is the warmest and the least likely to
-//! have been closed by the upstream); a connection is only reused after hyper reports it ready.
+//! have been closed by the upstream); a connection is only reused once it is known to be open.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -20,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::RequestBody;
+use super::h1_client::H1Conn;
 
 /// Pool limits (node settings, see `docs/configuration.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +39,68 @@ impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
             max_idle_per_target: 256,
-            max_requests: 10_000,
+            max_requests: 1_000,
             idle_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// A connection checked out of the pool (or freshly opened) for one request.
+/// An idle connection of kind `C` waiting in the pool.
+struct Idle<C> {
+    conn: C,
+    uses: u64,
+    since: Instant,
+}
+
+/// Idle connections of one kind, per target key.
+type IdleMap<C> = RefCell<HashMap<Arc<str>, VecDeque<Idle<C>>>>;
+
+thread_local! {
+    /// hyper connections (requests with a body).
+    static IDLE: IdleMap<http1::SendRequest<RequestBody>> = RefCell::new(HashMap::default());
+    /// Lean client connections (requests without a body).
+    static IDLE_H1: IdleMap<H1Conn> = RefCell::new(HashMap::default());
+}
+
+/// File `conn` as idle under `key`, unless the settings say it must be retired.
+fn put_idle<C>(map: &IdleMap<C>, key: &Arc<str>, conn: C, uses: u64, s: &PoolSettings) {
+    if s.max_idle_per_target == 0 || (s.max_requests != 0 && uses >= s.max_requests) {
+        return;
+    }
+    let idle = Idle {
+        conn,
+        uses,
+        since: Instant::now(),
+    };
+    let mut pool = map.borrow_mut();
+    let list = match pool.get_mut(&**key) {
+        Some(list) => list,
+        None => pool.entry(key.clone()).or_default(),
+    };
+    if list.len() >= s.max_idle_per_target {
+        list.pop_front();
+    }
+    list.push_back(idle);
+}
+
+/// The most recently used idle connection under `key` that is young enough and passes `usable`.
+fn take_idle<C>(
+    map: &IdleMap<C>,
+    key: &str,
+    s: &PoolSettings,
+    mut usable: impl FnMut(&mut C) -> bool,
+) -> Option<Idle<C>> {
+    let mut pool = map.borrow_mut();
+    let list = pool.get_mut(key)?;
+    while let Some(mut idle) = list.pop_back() {
+        if idle.since.elapsed() <= s.idle_timeout && usable(&mut idle.conn) {
+            return Some(idle);
+        }
+    }
+    None
+}
+
+/// A hyper connection checked out of the pool (or freshly opened) for one request.
 pub struct PooledConn {
     pub sender: http1::SendRequest<RequestBody>,
     key: Arc<str>,
@@ -52,59 +110,76 @@ pub struct PooledConn {
     pub reused: bool,
 }
 
-struct Idle {
-    sender: http1::SendRequest<RequestBody>,
-    uses: u64,
-    since: Instant,
-}
-
-thread_local! {
-    static IDLE: RefCell<HashMap<Arc<str>, VecDeque<Idle>>> = RefCell::new(HashMap::default());
-}
-
 impl PooledConn {
     /// Give the connection back for reuse (called when the response body has ended).
     pub fn release(self) {
-        let s = &self.settings;
-        if s.max_idle_per_target == 0
-            || (s.max_requests != 0 && self.uses >= s.max_requests)
-            || self.sender.is_closed()
-        {
+        if self.sender.is_closed() {
             return;
         }
-        let idle = Idle {
-            sender: self.sender,
-            uses: self.uses,
-            since: Instant::now(),
-        };
-        IDLE.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let list = match pool.get_mut(&*self.key) {
-                Some(list) => list,
-                None => pool.entry(self.key.clone()).or_default(),
-            };
-            if list.len() >= s.max_idle_per_target {
-                list.pop_front();
-            }
-            list.push_back(idle);
-        });
+        IDLE.with(|map| put_idle(map, &self.key, self.sender, self.uses, &self.settings));
     }
 }
 
-/// Take a ready idle connection to `key`, discarding stale or closed ones.
+/// A lean-client connection checked out for one request without a body.
+pub struct H1Pooled {
+    pub conn: H1Conn,
+    pub lease: Lease,
+    /// True when the connection came from the pool rather than a fresh connect.
+    pub reused: bool,
+}
+
+/// What returning a lean-client connection to the pool needs.
+pub struct Lease {
+    key: Arc<str>,
+    uses: u64,
+    settings: Arc<PoolSettings>,
+}
+
+impl Lease {
+    /// Give `conn` back for reuse (its response was read completely and it stays open).
+    pub fn release(self, conn: H1Conn) {
+        IDLE_H1.with(|map| put_idle(map, &self.key, conn, self.uses, &self.settings));
+    }
+}
+
+/// Take an idle lean-client connection to `key`, or open one within `timeout`.
+pub async fn checkout_h1(
+    key: &Arc<str>,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    settings: &Arc<PoolSettings>,
+) -> Result<H1Pooled, ConnectError> {
+    if let Some(idle) = IDLE_H1.with(|map| take_idle(map, key, settings, H1Conn::is_reusable)) {
+        let lease = Lease {
+            key: key.clone(),
+            uses: idle.uses + 1,
+            settings: settings.clone(),
+        };
+        return Ok(H1Pooled {
+            conn: idle.conn,
+            lease,
+            reused: true,
+        });
+    }
+    let stream = tcp_connect(host, port, timeout).await?;
+    let lease = Lease {
+        key: key.clone(),
+        uses: 1,
+        settings: settings.clone(),
+    };
+    Ok(H1Pooled {
+        conn: H1Conn::new(stream),
+        lease,
+        reused: false,
+    })
+}
+
+/// Take a ready idle hyper connection to `key`, discarding stale or closed ones.
 pub async fn checkout(key: &Arc<str>, settings: &Arc<PoolSettings>) -> Option<PooledConn> {
     loop {
-        let idle = IDLE.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let list = pool.get_mut(&**key)?;
-            while let Some(idle) = list.pop_back() {
-                if idle.since.elapsed() <= settings.idle_timeout && !idle.sender.is_closed() {
-                    return Some(idle);
-                }
-            }
-            None
-        })?;
-        let mut sender = idle.sender;
+        let idle = IDLE.with(|map| take_idle(map, key, settings, |s| !s.is_closed()))?;
+        let mut sender = idle.conn;
         if sender.ready().await.is_ok() {
             return Some(PooledConn {
                 sender,
@@ -128,7 +203,15 @@ pub enum ConnectError {
     Handshake(#[from] hyper::Error),
 }
 
-/// Open a new connection to `host:port` within `timeout`.
+async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Open a new hyper connection to `host:port` within `timeout`.
 pub async fn connect(
     key: &Arc<str>,
     host: &str,
@@ -136,10 +219,7 @@ pub async fn connect(
     timeout: Duration,
     settings: &Arc<PoolSettings>,
 ) -> Result<PooledConn, ConnectError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| ConnectError::Timeout)??;
-    stream.set_nodelay(true)?;
+    let stream = tcp_connect(host, port, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake::<_, RequestBody>(TokioIo::new(stream))
         .await?;
@@ -159,5 +239,8 @@ pub async fn connect(
 
 /// Idle connections currently pooled by this thread for `key` (for tests and diagnostics).
 pub fn idle_count(key: &str) -> usize {
-    IDLE.with(|pool| pool.borrow().get(key).map_or(0, VecDeque::len))
+    fn count<C>(map: &IdleMap<C>, key: &str) -> usize {
+        map.borrow().get(key).map_or(0, VecDeque::len)
+    }
+    IDLE.with(|m| count(m, key)) + IDLE_H1.with(|m| count(m, key))
 }

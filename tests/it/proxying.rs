@@ -331,3 +331,69 @@ async fn route_without_service_is_503() {
         "no Service found with those values"
     );
 }
+
+/// An upstream that advertises keep-alive but closes every connection right after answering,
+/// so the gateway's pooled connection is always stale on the next request.
+async fn closing_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 2048];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+                    )
+                    .await;
+                // dropping `s` closes the connection the gateway believes is reusable
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn stale_keep_alive_connections_are_replaced_transparently() {
+    let (addr, task) = closing_upstream().await;
+    let gw = TestGateway::start(&service(&format!("http://{addr}"), "    paths: [/]"));
+    for i in 0..20 {
+        let resp = client().get(gw.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        if i % 5 == 0 {
+            // give the upstream's close time to arrive, so both detection paths are exercised
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn head_and_no_content_responses_pass_through() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&service(&format!("http://{}", up.addr()), "    paths: [/]"));
+    let resp = client().head(gw.url("/bytes/1000")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "1000");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let resp = client().get(gw.url("/status/204")).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    // The same keep-alive connection still works afterwards.
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(up.connections_accepted(), 1);
+}

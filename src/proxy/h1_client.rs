@@ -1,0 +1,755 @@
+//! A lean HTTP/1.1 client for upstream requests without a body (most GET, HEAD, DELETE,
+//! OPTIONS traffic), driven directly by the request's task: the request head is written in one
+//! `write`, the response head parsed with `httparse`, and the body framed here (length,
+//! chunked, or until close) and streamed frame by frame. Requests with a body go through
+//! hyper's client, which writes the body while reading the response.
+//!
+//! Limits: response heads larger than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`]
+//! fields are rejected (502); `101 Switching Protocols` is not supported here; trailers of a
+//! chunked response are read and dropped.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted from an upstream (bytes).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields accepted in a response head.
+pub const MAX_HEADERS: usize = 100;
+/// Read size for bodies: large reads keep syscalls per byte low on big responses.
+const READ_CHUNK: usize = 64 * 1024;
+/// Longest chunk-size line (hex digits plus extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// What went wrong talking to an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("upstream I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("upstream closed the connection before responding")]
+    ClosedBeforeResponse,
+    #[error("upstream closed the connection in the middle of the response")]
+    ClosedEarly,
+    #[error("invalid response from upstream: {0}")]
+    Invalid(&'static str),
+}
+
+impl H1Error {
+    /// True when the upstream certainly did not process the request (nothing came back and
+    /// the connection just closed): safe to replay an idempotent request elsewhere.
+    pub fn nothing_received(&self) -> bool {
+        matches!(self, H1Error::ClosedBeforeResponse)
+            || matches!(self, H1Error::Io(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe))
+    }
+}
+
+/// One upstream connection.
+pub struct H1Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl H1Conn {
+    pub fn new(stream: TcpStream) -> Self {
+        H1Conn {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection still looks usable: not closed by the upstream and with no
+    /// unexpected bytes waiting. Uses the reactor's cached readiness, so usually no syscall.
+    pub fn is_reusable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable while idle: either EOF or stray bytes; neither is reusable.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Send a request head (no body) and read the response head.
+    pub async fn send(
+        mut self,
+        head: &http::request::Parts,
+    ) -> Result<(http::response::Parts, H1Body), H1Error> {
+        let mut out = Vec::with_capacity(256 + head.headers.len() * 48);
+        out.extend_from_slice(head.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(
+            head.uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .as_bytes(),
+        );
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &head.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.stream.write_all(&out).await?;
+
+        loop {
+            let parsed = loop {
+                if let Some(parsed) = parse_head(&self.buf)? {
+                    break parsed;
+                }
+                if self.buf.len() >= MAX_HEAD_BYTES {
+                    return Err(H1Error::Invalid("response head too large"));
+                }
+                self.buf.reserve(8 * 1024);
+                let received_before = !self.buf.is_empty();
+                if self.stream.read_buf(&mut self.buf).await? == 0 {
+                    return Err(if received_before {
+                        H1Error::ClosedEarly
+                    } else {
+                        H1Error::ClosedBeforeResponse
+                    });
+                }
+            };
+            let head_bytes = self.buf.split_to(parsed.len).freeze();
+            let mut parts = parsed.parts;
+            parts.headers = build_headers(&head_bytes, &parsed.fields)?;
+            if parts.status.is_informational() {
+                if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(H1Error::Invalid("protocol upgrade is not supported"));
+                }
+                continue; // 100 Continue, 103 Early Hints: wait for the final response.
+            }
+            let framing = framing(&head.method, &parts)?;
+            let keep_alive = keep_alive(&parts) && !matches!(framing, Framing::UntilClose);
+            let body = H1Body {
+                conn: Some(self),
+                framing,
+                keep_alive,
+                chunk: ChunkState::Size,
+            };
+            return Ok((parts, body));
+        }
+    }
+}
+
+/// Byte ranges of one header field inside the response head.
+#[derive(Clone, Copy)]
+struct FieldAt {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// A parsed response head: status line, where its fields are, and its length.
+struct ParsedHead {
+    parts: http::response::Parts,
+    fields: Vec<FieldAt>,
+    len: usize,
+}
+
+/// Parse a response head; `None` when more bytes are needed.
+fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, H1Error> {
+    // Uninitialised slots: zeroing a hundred headers per response costs more than parsing.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    ) {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) => {
+            let status = resp
+                .code
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .ok_or(H1Error::Invalid("bad status code"))?;
+            let (mut parts, ()) = http::Response::new(()).into_parts();
+            parts.status = status;
+            parts.version = if resp.version == Some(0) {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            };
+            // Offsets rather than slices, so the head can be frozen and shared afterwards.
+            let base = buf.as_ptr() as usize;
+            let range = |s: &[u8]| {
+                let start = s.as_ptr() as usize - base;
+                (start, start + s.len())
+            };
+            let fields = resp
+                .headers
+                .iter()
+                .map(|h| FieldAt {
+                    name: range(h.name.as_bytes()),
+                    value: range(h.value),
+                })
+                .collect();
+            Ok(Some(ParsedHead { parts, fields, len }))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(H1Error::Invalid("too many headers")),
+        Err(_) => Err(H1Error::Invalid("malformed response head")),
+    }
+}
+
+/// Header fields of a complete head, values sharing the head's buffer.
+fn build_headers(head: &Bytes, fields: &[FieldAt]) -> Result<HeaderMap, H1Error> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for f in fields {
+        let name = HeaderName::from_bytes(&head[f.name.0..f.name.1])
+            .map_err(|_| H1Error::Invalid("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(f.value.0..f.value.1))
+            .map_err(|_| H1Error::Invalid("bad header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn framing(method: &Method, parts: &http::response::Parts) -> Result<Framing, H1Error> {
+    let s = parts.status.as_u16();
+    if method == Method::HEAD || s == 204 || s == 304 {
+        return Ok(Framing::Empty);
+    }
+    if let Some(te) = parts
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
+        let last = te
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim);
+        return Ok(match last {
+            Some(c) if c.eq_ignore_ascii_case("chunked") => Framing::Chunked,
+            _ => Framing::UntilClose,
+        });
+    }
+    let mut length = None;
+    for v in parts.headers.get_all(header::CONTENT_LENGTH) {
+        for item in v
+            .to_str()
+            .map_err(|_| H1Error::Invalid("bad content-length"))?
+            .split(',')
+        {
+            let n: u64 = item
+                .trim()
+                .parse()
+                .map_err(|_| H1Error::Invalid("bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(H1Error::Invalid("conflicting content-length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+fn keep_alive(parts: &http::response::Parts) -> bool {
+    let mut close = parts.version == Version::HTTP_10;
+    for v in parts.headers.get_all(header::CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',') {
+            let t = token.trim();
+            if t.eq_ignore_ascii_case("close") {
+                return false;
+            }
+            if t.eq_ignore_ascii_case("keep-alive") {
+                close = false;
+            }
+        }
+    }
+    !close
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside chunk data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty line.
+    Trailers,
+}
+
+/// A response body streamed from its connection.
+pub struct H1Body {
+    conn: Option<H1Conn>,
+    framing: Framing,
+    keep_alive: bool,
+    chunk: ChunkState,
+}
+
+impl H1Body {
+    /// The connection, once the body has been read completely and it may carry another request.
+    pub fn take_reusable(&mut self) -> Option<H1Conn> {
+        if self.is_end_stream() && self.keep_alive {
+            self.conn.take()
+        } else {
+            None
+        }
+    }
+
+    /// Read more bytes into the connection buffer; `Ok(0)` at end of stream.
+    fn poll_fill(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(conn.stream.poll_read_ready(cx))?;
+            conn.buf.reserve(READ_CHUNK);
+            match conn.stream.try_read_buf(&mut conn.buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.framing = Framing::Empty;
+    }
+}
+
+/// Find a CRLF-terminated line at the start of `buf`; returns its length without the CRLF.
+fn line_len(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = H1Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.framing {
+                Framing::Empty => return Poll::Ready(None),
+                Framing::Length(left) => {
+                    if conn.buf.is_empty() {
+                        match ready!(Self::poll_fill(conn, cx)) {
+                            Ok(0) => {
+                                this.conn = None;
+                                return Poll::Ready(Some(Err(H1Error::ClosedEarly)));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                this.conn = None;
+                                return Poll::Ready(Some(Err(e.into())));
+                            }
+                        }
+                    }
+                    let take = (conn.buf.len() as u64).min(left) as usize;
+                    let data = conn.buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    this.framing = if left == 0 {
+                        Framing::Empty
+                    } else {
+                        Framing::Length(left)
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::UntilClose => {
+                    if conn.buf.is_empty() {
+                        match ready!(Self::poll_fill(conn, cx)) {
+                            Ok(0) => {
+                                this.finish();
+                                return Poll::Ready(None);
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                this.conn = None;
+                                return Poll::Ready(Some(Err(e.into())));
+                            }
+                        }
+                    }
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked => {
+                    match this.chunk {
+                        ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailers => {
+                            let Some(n) = line_len(&conn.buf) else {
+                                if conn.buf.len() > MAX_CHUNK_LINE {
+                                    this.conn = None;
+                                    return Poll::Ready(Some(Err(H1Error::Invalid(
+                                        "chunk line too long",
+                                    ))));
+                                }
+                                match ready!(Self::poll_fill(conn, cx)) {
+                                    Ok(0) => {
+                                        this.conn = None;
+                                        return Poll::Ready(Some(Err(H1Error::ClosedEarly)));
+                                    }
+                                    Ok(_) => continue,
+                                    Err(e) => {
+                                        this.conn = None;
+                                        return Poll::Ready(Some(Err(e.into())));
+                                    }
+                                }
+                            };
+                            let line = conn.buf.split_to(n + 2);
+                            match this.chunk {
+                                ChunkState::DataEnd if n == 0 => this.chunk = ChunkState::Size,
+                                ChunkState::DataEnd => {
+                                    this.conn = None;
+                                    return Poll::Ready(Some(Err(H1Error::Invalid(
+                                        "missing CRLF after chunk",
+                                    ))));
+                                }
+                                ChunkState::Trailers if n == 0 => {
+                                    this.finish();
+                                    return Poll::Ready(None);
+                                }
+                                ChunkState::Trailers => {} // trailer field: dropped
+                                _ => {
+                                    let digits =
+                                        line[..n].split(|b| *b == b';').next().unwrap_or(&[]);
+                                    let size = std::str::from_utf8(digits)
+                                        .ok()
+                                        .map(str::trim)
+                                        .filter(|d| !d.is_empty() && d.len() <= 16)
+                                        .and_then(|d| u64::from_str_radix(d, 16).ok());
+                                    match size {
+                                        Some(0) => this.chunk = ChunkState::Trailers,
+                                        Some(size) => this.chunk = ChunkState::Data(size),
+                                        None => {
+                                            this.conn = None;
+                                            return Poll::Ready(Some(Err(H1Error::Invalid(
+                                                "bad chunk size",
+                                            ))));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        ChunkState::Data(left) => {
+                            if conn.buf.is_empty() {
+                                match ready!(Self::poll_fill(conn, cx)) {
+                                    Ok(0) => {
+                                        this.conn = None;
+                                        return Poll::Ready(Some(Err(H1Error::ClosedEarly)));
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        this.conn = None;
+                                        return Poll::Ready(Some(Err(e.into())));
+                                    }
+                                }
+                            }
+                            let take = (conn.buf.len() as u64).min(left) as usize;
+                            let data = conn.buf.split_to(take).freeze();
+                            let left = left - take as u64;
+                            this.chunk = if left == 0 {
+                                ChunkState::DataEnd
+                            } else {
+                                ChunkState::Data(left)
+                            };
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || matches!(self.framing, Framing::Empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A one-shot upstream: reads one request head, then writes `pieces` (flushing each), then
+    /// closes if `close` is set, else keeps the socket open until the test ends.
+    async fn upstream(
+        pieces: Vec<&'static [u8]>,
+        close: bool,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            for p in pieces {
+                s.write_all(p).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            if !close {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            req
+        });
+        (addr, task)
+    }
+
+    fn get(method: &str) -> http::request::Parts {
+        let (mut parts, ()) = http::Request::builder()
+            .method(method)
+            .uri("/x?y=1")
+            .header("host", "up")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts.headers.insert("x-a", HeaderValue::from_static("1"));
+        parts
+    }
+
+    async fn exchange(
+        method: &str,
+        pieces: Vec<&'static [u8]>,
+        close: bool,
+    ) -> (
+        Result<(http::response::Parts, Vec<u8>, bool), H1Error>,
+        Vec<u8>,
+    ) {
+        let (addr, task) = upstream(pieces, close).await;
+        let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
+        let result = async {
+            let (head, mut body) = conn.send(&get(method)).await?;
+            let mut data = Vec::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(d) = frame?.into_data() {
+                    data.extend_from_slice(&d);
+                }
+            }
+            let reusable = body.take_reusable().is_some();
+            Ok((head, data, reusable))
+        }
+        .await;
+        task.abort();
+        let req: Vec<u8> = task.await.unwrap_or_default();
+        (result, req)
+    }
+
+    #[tokio::test]
+    async fn writes_the_request_head_and_reads_a_length_body() {
+        let (addr, task) = upstream(
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: a\r\n\r\nhel",
+                b"lo",
+            ],
+            true,
+        )
+        .await;
+        let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
+        let (head, body) = conn.send(&get("GET")).await.unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers["x-up"], "a");
+        let data = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&data[..], b"hello");
+        let req = String::from_utf8(task.await.unwrap()).unwrap();
+        assert!(req.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.contains("host: up\r\n") && req.contains("x-a: 1\r\n"),
+            "{req}"
+        );
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_with_extensions_and_trailers_split_anywhere() {
+        let pieces: Vec<&'static [u8]> = vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"5;ext=1\r\nhel",
+            b"lo\r\n",
+            b"6\r\n worl",
+            b"d\r\n0\r\nX-Trailer: t\r\n",
+            b"\r\n",
+        ];
+        let (result, _) = exchange("GET", pieces, false).await;
+        let (_, data, reusable) = result.unwrap();
+        assert_eq!(data, b"hello world");
+        assert!(
+            reusable,
+            "a complete chunked body leaves the connection reusable"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_delimited_by_close_are_not_reused() {
+        let (result, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"close"],
+            true,
+        )
+        .await;
+        let (_, data, reusable) = result.unwrap();
+        assert_eq!(data, b"until close");
+        assert!(!reusable);
+    }
+
+    #[tokio::test]
+    async fn head_204_304_have_no_body_and_informational_responses_are_skipped() {
+        let (result, _) = exchange(
+            "HEAD",
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"],
+            false,
+        )
+        .await;
+        let (head, data, reusable) = result.unwrap();
+        assert_eq!(
+            (
+                head.headers["content-length"].to_str().unwrap(),
+                data.len(),
+                reusable
+            ),
+            ("100", 0, true)
+        );
+        let (result, _) = exchange("GET", vec![b"HTTP/1.1 204 No Content\r\n\r\n"], false).await;
+        assert_eq!(result.unwrap().1.len(), 0);
+        let (result, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"],
+            false,
+        )
+        .await;
+        assert_eq!(result.unwrap().1.len(), 0);
+        let (result, _) = exchange(
+            "GET",
+            vec![
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ],
+            false,
+        )
+        .await;
+        let (head, data, _) = result.unwrap();
+        assert_eq!((head.status.as_u16(), data), (200, b"ok".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_http10_are_not_reused() {
+        let (result, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\na"],
+            false,
+        )
+        .await;
+        assert!(!result.unwrap().2);
+        let (result, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na"],
+            false,
+        )
+        .await;
+        assert!(!result.unwrap().2);
+        let (result, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\na"],
+            false,
+        )
+        .await;
+        assert!(result.unwrap().2);
+    }
+
+    #[tokio::test]
+    async fn malformed_and_truncated_responses_are_errors() {
+        let (r, _) = exchange("GET", vec![], true).await;
+        assert!(matches!(r, Err(H1Error::ClosedBeforeResponse)));
+        assert!(r.err().is_some_and(|e| e.nothing_received()));
+        let (r, _) = exchange("GET", vec![b"HTTP/1.1 200 OK\r\nContent-Le"], true).await;
+        assert!(matches!(r, Err(H1Error::ClosedEarly)));
+        let (r, _) = exchange("GET", vec![b"NOT HTTP\r\n\r\n"], true).await;
+        assert!(matches!(r, Err(H1Error::Invalid(_))));
+        let (r, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"],
+            true,
+        )
+        .await;
+        assert!(matches!(
+            r,
+            Err(H1Error::Invalid("conflicting content-length"))
+        ));
+        let (r, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"],
+            true,
+        )
+        .await;
+        assert!(matches!(r, Err(H1Error::ClosedEarly)));
+        let (r, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+            true,
+        )
+        .await;
+        assert!(matches!(r, Err(H1Error::Invalid("bad chunk size"))));
+        let (r, _) = exchange(
+            "GET",
+            vec![b"HTTP/1.1 101 Switching Protocols\r\n\r\n"],
+            true,
+        )
+        .await;
+        assert!(matches!(r, Err(H1Error::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_closed_by_the_upstream_is_not_reusable() {
+        let (addr, task) =
+            upstream(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"], true).await;
+        let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
+        let (_, mut body) = conn.send(&get("GET")).await.unwrap();
+        while body.frame().await.is_some() {}
+        let mut conn = body.take_reusable().unwrap();
+        task.await.unwrap(); // the upstream has closed its side
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        // The reactor learns of the close asynchronously; wait until it has.
+        while conn.is_reusable() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(!conn.is_reusable());
+    }
+}
