@@ -162,6 +162,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         header_read_timeout: Duration::from_secs(args.client_header_timeout.max(1)),
     };
+    for reserved in ["GATEHOUSE_ADMIN_LISTEN", "GATEHOUSE_STATUS_LISTEN"] {
+        if std::env::var_os(reserved).is_some() {
+            tracing::warn!(
+                "{reserved} is set, but this version of Gatehouse has no Admin API or status listener; it is not used"
+            );
+        }
+    }
     let routes = snapshot.routes.len();
     // Signal handlers first: once the start-up line is out, SIGTERM must mean "shut down".
     let rt = tokio::runtime::Builder::new_current_thread()
