@@ -330,9 +330,108 @@ impl H1Body {
         }
     }
 
-    fn finish(&mut self) {
-        self.framing = Framing::Empty;
+    /// Read more bytes where the framing says more must come: end of stream is an error.
+    fn poll_fill_required(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<Result<(), H1Error>> {
+        Poll::Ready(match ready!(Self::poll_fill(conn, cx)) {
+            Ok(0) => Err(H1Error::ClosedEarly),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        })
     }
+
+    /// The next frame, or `None` at the end; errors leave the connection to be dropped.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.framing {
+                Framing::Empty => return Poll::Ready(None),
+                Framing::Length(left) => {
+                    if conn.buf.is_empty() {
+                        ready!(Self::poll_fill_required(conn, cx))?;
+                    }
+                    let take = (conn.buf.len() as u64).min(left) as usize;
+                    let data = conn.buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    self.framing = if left == 0 {
+                        Framing::Empty
+                    } else {
+                        Framing::Length(left)
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::UntilClose => {
+                    if conn.buf.is_empty() && ready!(Self::poll_fill(conn, cx))? == 0 {
+                        self.framing = Framing::Empty;
+                        return Poll::Ready(None);
+                    }
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked => match self.chunk {
+                    ChunkState::Data(left) => {
+                        if conn.buf.is_empty() {
+                            ready!(Self::poll_fill_required(conn, cx))?;
+                        }
+                        let take = (conn.buf.len() as u64).min(left) as usize;
+                        let data = conn.buf.split_to(take).freeze();
+                        let left = left - take as u64;
+                        self.chunk = if left == 0 {
+                            ChunkState::DataEnd
+                        } else {
+                            ChunkState::Data(left)
+                        };
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    state => {
+                        let Some(n) = line_len(&conn.buf) else {
+                            if conn.buf.len() > MAX_CHUNK_LINE {
+                                return Poll::Ready(Some(Err(H1Error::Invalid(
+                                    "chunk line too long",
+                                ))));
+                            }
+                            ready!(Self::poll_fill_required(conn, cx))?;
+                            continue;
+                        };
+                        let line = conn.buf.split_to(n + 2);
+                        self.chunk = match (state, n) {
+                            (ChunkState::DataEnd, 0) => ChunkState::Size,
+                            (ChunkState::DataEnd, _) => {
+                                return Poll::Ready(Some(Err(H1Error::Invalid(
+                                    "missing CRLF after chunk",
+                                ))));
+                            }
+                            (ChunkState::Trailers, 0) => {
+                                self.framing = Framing::Empty;
+                                return Poll::Ready(None);
+                            }
+                            (ChunkState::Trailers, _) => ChunkState::Trailers, // a trailer field: dropped
+                            _ => match chunk_size(&line[..n]) {
+                                Some(0) => ChunkState::Trailers,
+                                Some(size) => ChunkState::Data(size),
+                                None => {
+                                    return Poll::Ready(Some(Err(H1Error::Invalid(
+                                        "bad chunk size",
+                                    ))));
+                                }
+                            },
+                        };
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The size on a chunk-size line (hex digits, optional `;extensions`).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|b| *b == b';').next()?;
+    std::str::from_utf8(digits)
+        .ok()
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && d.len() <= 16)
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
 }
 
 /// Find a CRLF-terminated line at the start of `buf`; returns its length without the CRLF.
@@ -349,138 +448,12 @@ impl Body for H1Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
         let this = self.get_mut();
-        loop {
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match this.framing {
-                Framing::Empty => return Poll::Ready(None),
-                Framing::Length(left) => {
-                    if conn.buf.is_empty() {
-                        match ready!(Self::poll_fill(conn, cx)) {
-                            Ok(0) => {
-                                this.conn = None;
-                                return Poll::Ready(Some(Err(H1Error::ClosedEarly)));
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                this.conn = None;
-                                return Poll::Ready(Some(Err(e.into())));
-                            }
-                        }
-                    }
-                    let take = (conn.buf.len() as u64).min(left) as usize;
-                    let data = conn.buf.split_to(take).freeze();
-                    let left = left - take as u64;
-                    this.framing = if left == 0 {
-                        Framing::Empty
-                    } else {
-                        Framing::Length(left)
-                    };
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::UntilClose => {
-                    if conn.buf.is_empty() {
-                        match ready!(Self::poll_fill(conn, cx)) {
-                            Ok(0) => {
-                                this.finish();
-                                return Poll::Ready(None);
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                this.conn = None;
-                                return Poll::Ready(Some(Err(e.into())));
-                            }
-                        }
-                    }
-                    let data = conn.buf.split().freeze();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked => {
-                    match this.chunk {
-                        ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailers => {
-                            let Some(n) = line_len(&conn.buf) else {
-                                if conn.buf.len() > MAX_CHUNK_LINE {
-                                    this.conn = None;
-                                    return Poll::Ready(Some(Err(H1Error::Invalid(
-                                        "chunk line too long",
-                                    ))));
-                                }
-                                match ready!(Self::poll_fill(conn, cx)) {
-                                    Ok(0) => {
-                                        this.conn = None;
-                                        return Poll::Ready(Some(Err(H1Error::ClosedEarly)));
-                                    }
-                                    Ok(_) => continue,
-                                    Err(e) => {
-                                        this.conn = None;
-                                        return Poll::Ready(Some(Err(e.into())));
-                                    }
-                                }
-                            };
-                            let line = conn.buf.split_to(n + 2);
-                            match this.chunk {
-                                ChunkState::DataEnd if n == 0 => this.chunk = ChunkState::Size,
-                                ChunkState::DataEnd => {
-                                    this.conn = None;
-                                    return Poll::Ready(Some(Err(H1Error::Invalid(
-                                        "missing CRLF after chunk",
-                                    ))));
-                                }
-                                ChunkState::Trailers if n == 0 => {
-                                    this.finish();
-                                    return Poll::Ready(None);
-                                }
-                                ChunkState::Trailers => {} // trailer field: dropped
-                                _ => {
-                                    let digits =
-                                        line[..n].split(|b| *b == b';').next().unwrap_or(&[]);
-                                    let size = std::str::from_utf8(digits)
-                                        .ok()
-                                        .map(str::trim)
-                                        .filter(|d| !d.is_empty() && d.len() <= 16)
-                                        .and_then(|d| u64::from_str_radix(d, 16).ok());
-                                    match size {
-                                        Some(0) => this.chunk = ChunkState::Trailers,
-                                        Some(size) => this.chunk = ChunkState::Data(size),
-                                        None => {
-                                            this.conn = None;
-                                            return Poll::Ready(Some(Err(H1Error::Invalid(
-                                                "bad chunk size",
-                                            ))));
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        ChunkState::Data(left) => {
-                            if conn.buf.is_empty() {
-                                match ready!(Self::poll_fill(conn, cx)) {
-                                    Ok(0) => {
-                                        this.conn = None;
-                                        return Poll::Ready(Some(Err(H1Error::ClosedEarly)));
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => {
-                                        this.conn = None;
-                                        return Poll::Ready(Some(Err(e.into())));
-                                    }
-                                }
-                            }
-                            let take = (conn.buf.len() as u64).min(left) as usize;
-                            let data = conn.buf.split_to(take).freeze();
-                            let left = left - take as u64;
-                            this.chunk = if left == 0 {
-                                ChunkState::DataEnd
-                            } else {
-                                ChunkState::Data(left)
-                            };
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                    }
-                }
-            }
+        let frame = this.poll_step(cx);
+        if let Poll::Ready(Some(Err(_))) = &frame {
+            // A broken body leaves the connection in an unknown state: never reuse it.
+            this.conn = None;
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

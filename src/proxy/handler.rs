@@ -296,6 +296,41 @@ fn pick_target<'s>(
     }
 }
 
+/// The `Host` for a request to `target`: the upstream's `host_header` if set, else the target's.
+fn host_for(target: &TargetAddr, upstream_host: Option<&HeaderValue>) -> HeaderValue {
+    upstream_host.unwrap_or(&target.host_header).clone()
+}
+
+/// Connect failures allowed for one request: the service's `retries`.
+struct ConnectBudget {
+    failures: u32,
+    retries: u32,
+}
+
+impl ConnectBudget {
+    fn new(service: &ServiceRt) -> Self {
+        ConnectBudget {
+            failures: 0,
+            retries: service.retries,
+        }
+    }
+
+    /// Record a failed connect; `Err` once the retries are used up.
+    fn failed(
+        &mut self,
+        target: &TargetAddr,
+        error: &dyn std::fmt::Display,
+    ) -> Result<(), ProxyError> {
+        self.failures += 1;
+        tracing::debug!(target = %target.key, error = %error, attempt = self.failures, "upstream connect failed");
+        if self.failures > self.retries {
+            Err(ProxyError::ConnectFailed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Send a request without a body through the lean client (see `h1_client`). A failed connect
 /// moves on to the next target, up to the service's `retries`; an idempotent request whose
 /// pooled connection turns out to have been closed by the upstream is replayed on another
@@ -311,7 +346,7 @@ async fn send_lean(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
-    let mut failures = 0u32;
+    let mut budget = ConnectBudget::new(service);
     loop {
         let (target, host_header) = pick_target(snap, service)?;
         let pooled = match pool::checkout_h1(
@@ -325,17 +360,14 @@ async fn send_lean(
         {
             Ok(p) => p,
             Err(e) => {
-                failures += 1;
-                tracing::debug!(target = %target.key, error = %e, attempt = failures, "upstream connect failed");
-                if failures > service.retries {
-                    return Err(ProxyError::ConnectFailed);
-                }
+                budget.failed(target, &e)?;
                 continue;
             }
         };
         if set_host {
-            let h = host_header.unwrap_or(&target.host_header).clone();
-            parts.headers.insert(header::HOST, h);
+            parts
+                .headers
+                .insert(header::HOST, host_for(target, host_header));
         }
         let H1Pooled {
             conn,
@@ -370,7 +402,7 @@ async fn send_upstream(
     settings: &Arc<PoolSettings>,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
     let mut pending = Some(Request::from_parts(parts, RequestBody::Incoming(body)));
-    let mut failures = 0u32;
+    let mut budget = ConnectBudget::new(service);
     loop {
         let (target, host_header) = pick_target(snap, service)?;
         let mut conn = match pool::checkout(&target.key, settings).await {
@@ -386,11 +418,7 @@ async fn send_upstream(
             {
                 Ok(c) => c,
                 Err(e) => {
-                    failures += 1;
-                    tracing::debug!(target = %target.key, error = %e, attempt = failures, "upstream connect failed");
-                    if failures > service.retries {
-                        return Err(ProxyError::ConnectFailed);
-                    }
+                    budget.failed(target, &e)?;
                     continue;
                 }
             },
@@ -399,8 +427,8 @@ async fn send_upstream(
             return Err(ProxyError::UpstreamBroken);
         };
         if set_host {
-            let h = host_header.unwrap_or(&target.host_header).clone();
-            req.headers_mut().insert(header::HOST, h);
+            req.headers_mut()
+                .insert(header::HOST, host_for(target, host_header));
         }
         match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
@@ -409,10 +437,7 @@ async fn send_upstream(
                 // Not sent: the pooled connection had been closed by the upstream meanwhile.
                 Some(req) => {
                     if !conn.reused {
-                        failures += 1;
-                        if failures > service.retries {
-                            return Err(ProxyError::ConnectFailed);
-                        }
+                        budget.failed(target, e.error())?;
                     }
                     pending = Some(req);
                 }
