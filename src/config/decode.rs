@@ -46,6 +46,9 @@ const CONSUMER_CREDENTIALS: &[&str] = &[
     "acls",
 ];
 
+/// An entity's id and name (or username), for resolving references.
+type EntityKeys = (Option<String>, Option<String>);
+
 /// A plugin index with its unresolved `service`, `route` and `consumer` references.
 type PluginRefs = (
     usize,
@@ -441,96 +444,66 @@ impl<'a> Decoder<'a> {
     }
 
     fn resolve_refs(&mut self) {
-        let services: Vec<(Option<String>, Option<String>)> = self
-            .doc
-            .services
-            .iter()
-            .map(|s| (s.item.id.clone(), s.item.name.clone()))
-            .collect();
-        let routes: Vec<(Option<String>, Option<String>)> = self
-            .doc
-            .routes
-            .iter()
-            .map(|r| (r.item.id.clone(), r.item.name.clone()))
-            .collect();
-        let upstreams: Vec<(Option<String>, Option<String>)> = self
-            .doc
-            .upstreams
-            .iter()
-            .map(|u| (u.item.id.clone(), Some(u.item.name.clone())))
-            .collect();
-        let consumers: Vec<(Option<String>, Option<String>)> = self
-            .doc
-            .consumers
-            .iter()
-            .map(|c| {
-                (
-                    c.item.id.clone(),
-                    c.item.username.clone().or(c.item.custom_id.clone()),
-                )
-            })
-            .collect();
-        let failed = std::mem::take(&mut self.failed);
-        let find = |list: &[(Option<String>, Option<String>)], r: &EntityRef| -> Option<usize> {
-            let key = r.key()?;
-            list.iter()
-                .position(|(id, name)| id.as_deref() == Some(key) || name.as_deref() == Some(key))
-        };
+        fn keys<T>(
+            list: &[Located<T>],
+            f: impl Fn(&T) -> (Option<String>, Option<String>),
+        ) -> Vec<EntityKeys> {
+            list.iter().map(|l| f(&l.item)).collect()
+        }
+        let services = keys(&self.doc.services, |s| (s.id.clone(), s.name.clone()));
+        let routes = keys(&self.doc.routes, |r| (r.id.clone(), r.name.clone()));
+        let upstreams = keys(&self.doc.upstreams, |u| {
+            (u.id.clone(), Some(u.name.clone()))
+        });
+        let consumers = keys(&self.doc.consumers, |c| {
+            (c.id.clone(), c.username.clone().or(c.custom_id.clone()))
+        });
         for (idx, r) in std::mem::take(&mut self.route_service_refs) {
-            match find(&services, &r) {
-                Some(s) => self.doc.routes[idx].parent = Some(s),
-                None => {
-                    let p = format!("{}.service", self.doc.routes[idx].path);
-                    if !failed.contains((r).key().unwrap_or("")) {
-                        self.err(p, format!("no service named `{}`", r.key().unwrap_or("")))
-                    };
-                }
+            let path = format!("{}.service", self.doc.routes[idx].path);
+            if let Some(s) = self.resolve(&services, &r, path, "service") {
+                self.doc.routes[idx].parent = Some(s);
             }
         }
         for (idx, r) in std::mem::take(&mut self.target_upstream_refs) {
-            match find(&upstreams, &r) {
-                Some(u) => self.doc.targets[idx].parent = Some(u),
-                None => {
-                    let p = format!("{}.upstream", self.doc.targets[idx].path);
-                    if !failed.contains((r).key().unwrap_or("")) {
-                        self.err(p, format!("no upstream named `{}`", r.key().unwrap_or("")))
-                    };
-                }
+            let path = format!("{}.upstream", self.doc.targets[idx].path);
+            if let Some(u) = self.resolve(&upstreams, &r, path, "upstream") {
+                self.doc.targets[idx].parent = Some(u);
             }
         }
         for (idx, s, r, c) in std::mem::take(&mut self.plugin_refs) {
             let base = self.doc.plugins[idx].0.path.clone();
             if let Some(s) = s {
-                match find(&services, &s) {
-                    Some(i) => self.doc.plugins[idx].1.service = Some(i),
-                    None if failed.contains(s.key().unwrap_or("")) => {}
-                    None => self.err(
-                        format!("{base}.service"),
-                        format!("no service named `{}`", s.key().unwrap_or("")),
-                    ),
-                }
+                self.doc.plugins[idx].1.service =
+                    self.resolve(&services, &s, format!("{base}.service"), "service");
             }
             if let Some(r) = r {
-                match find(&routes, &r) {
-                    Some(i) => self.doc.plugins[idx].1.route = Some(i),
-                    None if failed.contains(r.key().unwrap_or("")) => {}
-                    None => self.err(
-                        format!("{base}.route"),
-                        format!("no route named `{}`", r.key().unwrap_or("")),
-                    ),
-                }
+                self.doc.plugins[idx].1.route =
+                    self.resolve(&routes, &r, format!("{base}.route"), "route");
             }
             if let Some(c) = c {
-                match find(&consumers, &c) {
-                    Some(i) => self.doc.plugins[idx].1.consumer = Some(i),
-                    None if failed.contains(c.key().unwrap_or("")) => {}
-                    None => self.err(
-                        format!("{base}.consumer"),
-                        format!("no consumer named `{}`", c.key().unwrap_or("")),
-                    ),
-                }
+                self.doc.plugins[idx].1.consumer =
+                    self.resolve(&consumers, &c, format!("{base}.consumer"), "consumer");
             }
         }
+    }
+
+    /// The index of the entity `r` names in `list`; reports an error at `path` when there is
+    /// none (unless that entity failed to decode, which was reported already).
+    fn resolve(
+        &mut self,
+        list: &[EntityKeys],
+        r: &EntityRef,
+        path: String,
+        kind: &str,
+    ) -> Option<usize> {
+        let key = r.key().unwrap_or("");
+        let found = list
+            .iter()
+            .position(|(id, name)| id.as_deref() == Some(key) || name.as_deref() == Some(key));
+        if found.is_none() && !self.failed.contains(key) {
+            self.err(path, format!("no {kind} named `{key}`"));
+        }
+        found
     }
 }
 
