@@ -53,6 +53,19 @@ pub struct Config {
     pub append: Section,
 }
 
+/// Header names a transformer may not add.
+const FORBIDDEN: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 pub struct RequestTransformer {
     add_headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -117,6 +130,16 @@ impl Plugin for RequestTransformer {
             ));
         }
         let add_headers = parse_header_entries("add.headers", &c.add.headers, &mut errors);
+        for (i, (name, _)) in add_headers.iter().enumerate() {
+            // Framing and connection headers belong to the gateway: adding them would desync
+            // the upstream connection.
+            if FORBIDDEN.contains(&name.as_str()) {
+                errors.push((
+                    format!("add.headers[{i}]"),
+                    format!("`{name}` cannot be added: it belongs to the connection"),
+                ));
+            }
+        }
         if errors.is_empty() {
             Ok(RequestTransformer { add_headers })
         } else {

@@ -7,6 +7,8 @@
 //!   in-memory one.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -195,12 +197,24 @@ impl Body for ProxyBody {
     }
 }
 
-/// A body sent to the upstream.
-pub enum RequestBody {
-    /// The client's body, streamed.
-    Incoming(Incoming),
-    /// A complete body held in memory (`None` once sent).
-    Full(Option<Bytes>),
+/// The client's body on its way upstream (hyper's client path). It records when it has been
+/// sent completely: a connection whose request body is still streaming (the upstream answered
+/// early) must not go back to the pool, or the next request would queue behind the upload.
+pub struct RequestBody {
+    inner: Incoming,
+    sent: Arc<AtomicBool>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming) -> Self {
+        let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        RequestBody { inner, sent }
+    }
+
+    /// A flag that turns true once the whole body has been handed to the connection.
+    pub fn sent_flag(&self) -> Arc<AtomicBool> {
+        self.sent.clone()
+    }
 }
 
 impl Body for RequestBody {
@@ -211,24 +225,19 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            RequestBody::Incoming(b) => Pin::new(b).poll_frame(cx),
-            RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.sent.store(true, Ordering::Release);
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Incoming(b) => b.is_end_stream(),
-            RequestBody::Full(b) => b.is_none(),
-        }
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Incoming(b) => b.size_hint(),
-            RequestBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            RequestBody::Full(None) => SizeHint::with_exact(0),
-        }
+        self.inner.size_hint()
     }
 }

@@ -19,8 +19,12 @@ pub enum Blame {
 pub enum ProxyError {
     /// The request path is malformed or uses a forbidden encoding.
     BadPath(super::path::PathError),
+    /// An HTTP/1.1 request without a `Host`, or any request with several.
+    BadHost,
     /// No route matched.
     NoRoute,
+    /// The upstream request target would be too long to represent.
+    UriTooLong,
     /// A route matched the path but not the method.
     MethodNotAllowed(Vec<Method>),
     /// A route only accepts HTTPS.
@@ -41,6 +45,8 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         match self {
             ProxyError::BadPath(_)
+            | ProxyError::UriTooLong
+            | ProxyError::BadHost
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::HttpsRequired => Blame::Client,
@@ -54,8 +60,9 @@ impl ProxyError {
     /// Status code for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadPath(_) | ProxyError::BadHost => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HttpsRequired => StatusCode::UPGRADE_REQUIRED,
             ProxyError::NoService | ProxyError::NoTargets => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +77,8 @@ impl ProxyError {
         let message: std::borrow::Cow<'static, str> = match &self {
             ProxyError::BadPath(e) => format!("Bad request: {e}").into(),
             ProxyError::NoRoute => "no Route matched with those values".into(),
+            ProxyError::UriTooLong => "URI too long".into(),
+            ProxyError::BadHost => "Bad request: missing or duplicate Host header".into(),
             ProxyError::MethodNotAllowed(_) => "Method not allowed".into(),
             ProxyError::HttpsRequired => "Please use HTTPS protocol".into(),
             ProxyError::NoService => "no Service found with those values".into(),

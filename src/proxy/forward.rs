@@ -55,10 +55,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
+        // `Host` is never hop-by-hop, whatever a client lists.
         .filter(|t| {
             !t.is_empty()
                 && !t.eq_ignore_ascii_case("keep-alive")
                 && !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("host")
         })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -93,16 +95,19 @@ pub fn set_forwarded_headers(headers: &mut HeaderMap, c: ClientSide<'_>) {
         header::Entry::Vacant(e) => {
             e.insert(c.peer_ip.clone());
         }
-        // Several incoming lines are folded into the first plus the peer, so the upstream sees
-        // one list.
+        // Several incoming lines are folded into one list, in order, plus the peer.
         header::Entry::Occupied(mut e) => {
-            let prev = e.get().to_str().unwrap_or("").trim();
             let peer = c.peer_ip.to_str().unwrap_or("");
-            let value = if prev.is_empty() {
-                Some(c.peer_ip.clone())
-            } else {
-                HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
-            };
+            let mut list = String::new();
+            for line in e.iter() {
+                let line = line.to_str().unwrap_or("").trim();
+                if !line.is_empty() {
+                    list.push_str(line);
+                    list.push_str(", ");
+                }
+            }
+            list.push_str(peer);
+            let value = HeaderValue::from_str(&list).ok();
             match value {
                 Some(v) => {
                     e.insert(v);

@@ -43,11 +43,12 @@ pub enum H1Error {
 }
 
 impl H1Error {
-    /// True when the upstream certainly did not process the request (nothing came back and
-    /// the connection just closed): safe to replay an idempotent request elsewhere.
+    /// True when the connection closed cleanly before a single byte of response came back:
+    /// the classic race of a keep-alive connection closed by the upstream as the request was
+    /// sent. The upstream may still have seen the request, so only idempotent requests may be
+    /// replayed, and only once.
     pub fn nothing_received(&self) -> bool {
         matches!(self, H1Error::ClosedBeforeResponse)
-            || matches!(self, H1Error::Io(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe))
     }
 }
 
@@ -135,7 +136,13 @@ impl H1Conn {
                 continue; // 100 Continue, 103 Early Hints: wait for the final response.
             }
             let framing = framing(&head.method, &parts)?;
-            let keep_alive = keep_alive(&parts) && !matches!(framing, Framing::UntilClose);
+            // A message with both framings, or chunked from an HTTP/1.0 server, may have been
+            // delimited differently by the upstream: do not trust the connection afterwards.
+            let ambiguous = parts.headers.contains_key(header::TRANSFER_ENCODING)
+                && (parts.headers.contains_key(header::CONTENT_LENGTH)
+                    || parts.version == Version::HTTP_10);
+            let keep_alive =
+                keep_alive(&parts) && !matches!(framing, Framing::UntilClose) && !ambiguous;
             let body = H1Body {
                 conn: Some(self),
                 framing,
@@ -242,10 +249,12 @@ fn framing(method: &Method, parts: &http::response::Parts) -> Result<Framing, H1
             .ok()
             .and_then(|v| v.rsplit(',').next())
             .map(str::trim);
-        return Ok(match last {
-            Some(c) if c.eq_ignore_ascii_case("chunked") => Framing::Chunked,
-            _ => Framing::UntilClose,
-        });
+        // A final coding other than chunked (`chunked, gzip`) would have to be passed on with
+        // its header, which the hop-by-hop rules drop: refuse rather than forward garbage.
+        return match last {
+            Some(c) if c.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+            _ => Err(H1Error::Invalid("unsupported transfer coding")),
+        };
     }
     let mut length = None;
     for v in parts.headers.get_all(header::CONTENT_LENGTH) {
@@ -254,8 +263,12 @@ fn framing(method: &Method, parts: &http::response::Parts) -> Result<Framing, H1
             .map_err(|_| H1Error::Invalid("bad content-length"))?
             .split(',')
         {
+            let item = item.trim();
+            // 1*DIGIT only: `+5` style values are rejected, as hyper does.
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(H1Error::Invalid("bad content-length"));
+            }
             let n: u64 = item
-                .trim()
                 .parse()
                 .map_err(|_| H1Error::Invalid("bad content-length"))?;
             if length.is_some_and(|l| l != n) {
@@ -407,7 +420,7 @@ impl H1Body {
                                 return Poll::Ready(None);
                             }
                             (ChunkState::Trailers, _) => ChunkState::Trailers, // a trailer field: dropped
-                            _ => match chunk_size(&line[..n]) {
+                            _ => match chunk_size(&line) {
                                 Some(0) => ChunkState::Trailers,
                                 Some(size) => ChunkState::Data(size),
                                 None => {
@@ -424,14 +437,12 @@ impl H1Body {
     }
 }
 
-/// The size on a chunk-size line (hex digits, optional `;extensions`).
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.split(|b| *b == b';').next()?;
-    std::str::from_utf8(digits)
-        .ok()
-        .map(str::trim)
-        .filter(|d| !d.is_empty() && d.len() <= 16)
-        .and_then(|d| u64::from_str_radix(d, 16).ok())
+/// The size on a chunk-size line (hex digits, optional `;extensions`), parsed by httparse.
+fn chunk_size(line_with_crlf: &[u8]) -> Option<u64> {
+    match httparse::parse_chunk_size(line_with_crlf) {
+        Ok(httparse::Status::Complete((_, size))) => Some(size),
+        _ => None,
+    }
 }
 
 /// Find a CRLF-terminated line at the start of `buf`; returns its length without the CRLF.

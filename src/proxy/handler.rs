@@ -82,6 +82,19 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         extensions: http::Extensions::new(),
     };
 
+    // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); two could route by one and reach the
+    // upstream with the other.
+    let hosts = parts.headers.get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && parts.version == http::Version::HTTP_11) {
+        return respond_unrouted(
+            &snap.global_chain,
+            &mut ctx,
+            &mut parts,
+            ProxyError::BadHost,
+        )
+        .await;
+    }
+
     // Route on the normalised path; remember what the upstream request needs from it, so that
     // the borrow of the URI ends before plugins get the request head.
     let routed = {
@@ -117,12 +130,12 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
                     route.path_handling,
                 );
                 let uri = if upstream == parts.uri.path() {
-                    None
+                    Ok(None)
                 } else {
-                    Some(join_query(&upstream, parts.uri.query()))
+                    join_query(&upstream, parts.uri.query()).map(Some)
                 };
                 let fwd_path = HeaderValue::from_str(&path).ok();
-                Ok((m.route, uri, fwd_path))
+                uri.map(|uri| (m.route, uri, fwd_path))
             }
             RouteMatch::MethodNotAllowed { allow } => Err(ProxyError::MethodNotAllowed(allow)),
             RouteMatch::NotFound => Err(ProxyError::NoRoute),
@@ -142,6 +155,9 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         return finish(chain, &mut ctx, resp);
     }
 
+    // Hop-by-hop headers go before plugins run, so that a client's `Connection` list cannot
+    // remove headers a plugin adds (a correlation id, say).
+    remove_hop_by_hop(&mut parts.headers);
     for plugin in chain.iter() {
         if let Flow::Respond(resp) = plugin.on_request(&mut ctx, &mut parts).await {
             return finish(chain, &mut ctx, *resp);
@@ -158,9 +174,11 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         parts.uri = uri;
     } else if parts.uri.scheme().is_some() {
         // absolute-form from the client: forward origin-form
-        parts.uri = join_query(parts.uri.path(), parts.uri.query());
+        match join_query(parts.uri.path(), parts.uri.query()) {
+            Ok(uri) => parts.uri = uri,
+            Err(e) => return finish(chain, &mut ctx, e.into_response()),
+        }
     }
-    remove_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT);
     // Room for the forwarding headers and Host at once, rather than growing step by step.
     parts.headers.reserve(8);
@@ -202,7 +220,14 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     match sent {
         Ok(resp) => {
             let (mut head, body) = resp.into_parts();
+            // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is wrong and must not be
+            // forwarded (the body was decoded by its transfer coding).
+            if head.headers.contains_key(header::TRANSFER_ENCODING) {
+                head.headers.remove(header::CONTENT_LENGTH);
+            }
             remove_hop_by_hop(&mut head.headers);
+            // An intermediary speaks its own version (RFC 9110 §6.2); hyper adapts to 1.0 clients.
+            head.version = http::Version::HTTP_11;
             finish(chain, &mut ctx, Response::from_parts(head, body))
         }
         Err(e) => {
@@ -217,12 +242,14 @@ fn request_host(parts: &http::request::Parts) -> Option<&HeaderValue> {
     parts.headers.get(header::HOST)
 }
 
-fn join_query(path: &str, query: Option<&str>) -> Uri {
+/// The upstream request target. Both parts were validated (the path by normalisation and the
+/// service's path at config time), so only length can make it unrepresentable: 414.
+fn join_query(path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
     let s = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    s.parse().unwrap_or_else(|_| Uri::from_static("/"))
+    s.parse().map_err(|_| ProxyError::UriTooLong)
 }
 
 fn https_required(status: StatusCode, parts: &http::request::Parts) -> Response<ProxyBody> {
@@ -257,7 +284,8 @@ async fn respond_unrouted(
     parts: &mut http::request::Parts,
     error: ProxyError,
 ) -> Response<ProxyBody> {
-    if !matches!(error, ProxyError::BadPath(_)) {
+    // Malformed requests are answered at once; global plugins see only well-formed ones.
+    if matches!(error, ProxyError::NoRoute | ProxyError::MethodNotAllowed(_)) {
         for plugin in chain.iter() {
             if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
                 return finish(chain, ctx, *resp);
@@ -333,8 +361,8 @@ impl ConnectBudget {
 
 /// Send a request without a body through the lean client (see `h1_client`). A failed connect
 /// moves on to the next target, up to the service's `retries`; an idempotent request whose
-/// pooled connection turns out to have been closed by the upstream is replayed on another
-/// connection without counting.
+/// pooled connection turns out to have been closed by the upstream (closed cleanly before any
+/// response byte) is replayed once, on a freshly opened connection.
 async fn send_lean(
     snap: &Snapshot,
     service: &ServiceRt,
@@ -347,9 +375,11 @@ async fn send_lean(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
     let mut budget = ConnectBudget::new(service);
+    let mut replayed = false;
     loop {
         let (target, host_header) = pick_target(snap, service)?;
         let pooled = match pool::checkout_h1(
+            !replayed,
             &target.key,
             &target.host,
             target.port,
@@ -380,8 +410,11 @@ async fn send_lean(
                 let body = UpstreamBody::lean(body, lease, service.read_timeout);
                 return Ok(Response::from_parts(head, ProxyBody::Upstream(body)));
             }
-            Ok(Err(e)) if reused && idempotent && e.nothing_received() => {
-                tracing::debug!(target = %target.key, error = %e, "stale keep-alive connection; replaying");
+            Ok(Err(e)) if reused && idempotent && !replayed && e.nothing_received() => {
+                // The pooled connection had been closed by the upstream: replay once, on a
+                // freshly opened connection.
+                tracing::debug!(target = %target.key, error = %e, "stale keep-alive connection; replaying once");
+                replayed = true;
             }
             Ok(Err(e)) => {
                 tracing::debug!(target = %target.key, error = %e, "upstream request failed");
@@ -401,7 +434,9 @@ async fn send_upstream(
     set_host: bool,
     settings: &Arc<PoolSettings>,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
-    let mut pending = Some(Request::from_parts(parts, RequestBody::Incoming(body)));
+    let body = RequestBody::new(body);
+    let request_sent = body.sent_flag();
+    let mut pending = Some(Request::from_parts(parts, body));
     let mut budget = ConnectBudget::new(service);
     loop {
         let (target, host_header) = pick_target(snap, service)?;
@@ -432,7 +467,10 @@ async fn send_upstream(
         }
         match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
-            Ok(Ok(resp)) => return Ok((resp, conn)),
+            Ok(Ok(resp)) => {
+                conn.request_sent = Some(request_sent);
+                return Ok((resp, conn));
+            }
             Ok(Err(mut e)) => match e.take_message() {
                 // Not sent: the pooled connection had been closed by the upstream meanwhile.
                 Some(req) => {

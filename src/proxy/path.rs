@@ -51,6 +51,13 @@ pub enum PathError {
     /// A `%` is not followed by two hexadecimal digits.
     #[error("request path contains a malformed percent-encoding")]
     InvalidPercentEncoding,
+    /// The path contains a raw `\`, which some upstreams treat as a separator.
+    #[error("request path contains a backslash")]
+    Backslash,
+    /// A segment such as `..;x` or `.;x`: servlet containers strip the `;` parameter and then
+    /// treat it as a dot segment, which would bypass routing.
+    #[error("request path contains a dot segment with parameters (`..;`)")]
+    DotSegmentParameter,
     /// The path is empty or does not start with `/`.
     #[error("request path is not absolute (must start with '/')")]
     NotAbsolute,
@@ -157,8 +164,12 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
                 }
                 i += 3;
             }
+            Some(b'\\') => return Err(PathError::Backslash),
             Some(b'/') | None => {
                 let seg = bytes.get(seg_start..i).unwrap_or_default();
+                if is_dot_parameter_segment(seg) {
+                    return Err(PathError::DotSegmentParameter);
+                }
                 let at_end = i == bytes.len();
                 // An empty segment before the end is `//`; `.`/`..` are dot
                 // segments. An empty final segment is a trailing slash.
@@ -174,7 +185,20 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !needs_rewrite {
         return Ok(Cow::Borrowed(raw));
     }
-    normalize_slow(raw).map(Cow::Owned)
+    let normalized = normalize_slow(raw)?;
+    // Decoding can reveal one (`/%2e%2e;x`).
+    if normalized
+        .split('/')
+        .any(|seg| is_dot_parameter_segment(seg.as_bytes()))
+    {
+        return Err(PathError::DotSegmentParameter);
+    }
+    Ok(Cow::Owned(normalized))
+}
+
+/// `.;…` or `..;…`.
+fn is_dot_parameter_segment(seg: &[u8]) -> bool {
+    seg.starts_with(b".;") || seg.starts_with(b"..;")
 }
 
 /// Decoding + dot-segment removal + slash merging, into a fresh buffer.

@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
@@ -31,7 +32,7 @@ pub struct PoolSettings {
     pub max_idle_per_target: usize,
     /// Requests sent on one connection before it is retired; 0 means unlimited.
     pub max_requests: u64,
-    /// Idle connections older than this are closed.
+    /// Idle connections older than this are closed (at the next use of their target's pool).
     pub idle_timeout: Duration,
 }
 
@@ -77,10 +78,23 @@ fn put_idle<C>(map: &IdleMap<C>, key: &Arc<str>, conn: C, uses: u64, s: &PoolSet
         Some(list) => list,
         None => pool.entry(key.clone()).or_default(),
     };
+    drop_expired(list, s.idle_timeout);
     if list.len() >= s.max_idle_per_target {
         list.pop_front();
     }
     list.push_back(idle);
+}
+
+/// Close idle connections past their idle timeout. The oldest sit at the front (checkout takes
+/// from the back), so under steady traffic the surplus of an earlier burst is closed here
+/// rather than held open forever.
+fn drop_expired<C>(list: &mut VecDeque<Idle<C>>, idle_timeout: Duration) {
+    while list
+        .front()
+        .is_some_and(|i| i.since.elapsed() > idle_timeout)
+    {
+        list.pop_front();
+    }
 }
 
 /// The most recently used idle connection under `key` that is young enough and passes `usable`.
@@ -92,6 +106,7 @@ fn take_idle<C>(
 ) -> Option<Idle<C>> {
     let mut pool = map.borrow_mut();
     let list = pool.get_mut(key)?;
+    drop_expired(list, s.idle_timeout);
     while let Some(mut idle) = list.pop_back() {
         if idle.since.elapsed() <= s.idle_timeout && usable(&mut idle.conn) {
             return Some(idle);
@@ -103,6 +118,8 @@ fn take_idle<C>(
 /// A hyper connection checked out of the pool (or freshly opened) for one request.
 pub struct PooledConn {
     pub sender: http1::SendRequest<RequestBody>,
+    /// Set once the request body of the current exchange has been sent completely.
+    pub request_sent: Option<Arc<AtomicBool>>,
     key: Arc<str>,
     uses: u64,
     settings: Arc<PoolSettings>,
@@ -113,7 +130,11 @@ pub struct PooledConn {
 impl PooledConn {
     /// Give the connection back for reuse (called when the response body has ended).
     pub fn release(self) {
-        if self.sender.is_closed() {
+        let request_pending = self
+            .request_sent
+            .as_ref()
+            .is_some_and(|f| !f.load(Ordering::Acquire));
+        if request_pending || self.sender.is_closed() {
             return;
         }
         IDLE.with(|map| put_idle(map, &self.key, self.sender, self.uses, &self.settings));
@@ -142,15 +163,22 @@ impl Lease {
     }
 }
 
-/// Take an idle lean-client connection to `key`, or open one within `timeout`.
+/// Take an idle lean-client connection to `key` (when `reuse` allows), or open one within
+/// `timeout`.
 pub async fn checkout_h1(
+    reuse: bool,
     key: &Arc<str>,
     host: &str,
     port: u16,
     timeout: Duration,
     settings: &Arc<PoolSettings>,
 ) -> Result<H1Pooled, ConnectError> {
-    if let Some(idle) = IDLE_H1.with(|map| take_idle(map, key, settings, H1Conn::is_reusable)) {
+    let idle = if reuse {
+        IDLE_H1.with(|map| take_idle(map, key, settings, H1Conn::is_reusable))
+    } else {
+        None
+    };
+    if let Some(idle) = idle {
         let lease = Lease {
             key: key.clone(),
             uses: idle.uses + 1,
@@ -183,6 +211,7 @@ pub async fn checkout(key: &Arc<str>, settings: &Arc<PoolSettings>) -> Option<Po
         if sender.ready().await.is_ok() {
             return Some(PooledConn {
                 sender,
+                request_sent: None,
                 key: key.clone(),
                 uses: idle.uses + 1,
                 settings: settings.clone(),
@@ -230,6 +259,7 @@ pub async fn connect(
     });
     Ok(PooledConn {
         sender,
+        request_sent: None,
         key: key.clone(),
         uses: 1,
         settings: settings.clone(),

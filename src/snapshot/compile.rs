@@ -253,6 +253,29 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
     })
 }
 
+/// RFC 3986 `path-abempty`: `/` and pchar (unreserved, sub-delims, `:`, `@`, `%XX`).
+fn is_valid_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&c) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Multi-line messages (the regex crate draws a caret diagram) become one line: the diagram is
 /// dropped and the final `error: ...` line kept.
 fn one_line(message: &str) -> String {
@@ -409,10 +432,15 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
             "value should be between 1 and 65535",
         );
     }
-    if let Some(p) = &svc_path
-        && !p.starts_with('/')
-    {
-        errors.push(format!("{path}.path"), "should start with: /");
+    if let Some(p) = &svc_path {
+        if !p.starts_with('/') {
+            errors.push(format!("{path}.path"), "should start with: /");
+        } else if !is_valid_path(p) {
+            errors.push(
+                format!("{path}.path"),
+                "invalid path: only RFC 3986 path characters and %XX escapes are allowed (no spaces, `?` or `#`)",
+            );
+        }
     }
     for (field, v) in [
         ("connect_timeout", s.connect_timeout),

@@ -181,3 +181,25 @@ fn consumer_plugins_duplicate_targets_and_bad_ports() {
             .contains("between 1 and 65535")
     );
 }
+
+#[test]
+fn service_paths_and_transformer_headers_are_checked() {
+    let errs = errors(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: \"http://a/v1 beta\"\n- name: t\n  host: a\n  path: \"/x?y\"\nplugins:\n- name: request-transformer\n  config: {add: {headers: [\"Content-Length: 5\"]}}\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.path.starts_with("services[0].url") || e.path == "services[0].path"),
+        "{errs:?}"
+    );
+    assert!(
+        find(&errs, "services[1].path")
+            .message
+            .contains("invalid path")
+    );
+    assert!(
+        find(&errs, "plugins[0].config.add.headers[0]")
+            .message
+            .contains("cannot be added")
+    );
+}
