@@ -41,9 +41,6 @@ impl ProxyBody {
         let b = bytes.into();
         ProxyBody::Full((!b.is_empty()).then_some(b))
     }
-    pub fn empty() -> Self {
-        ProxyBody::Full(None)
-    }
 }
 
 /// The upstream response body plus the connection it arrived on; the connection goes back to
@@ -52,6 +49,8 @@ pub struct UpstreamBody {
     source: Source,
     read_timeout: Duration,
     idle: Option<Pin<Box<Sleep>>>,
+    /// Whether `idle` counts the current wait (it is reset after every frame).
+    idle_armed: bool,
 }
 
 enum Source {
@@ -90,6 +89,7 @@ impl UpstreamBody {
             source,
             read_timeout,
             idle: None,
+            idle_armed: false,
         };
         // A body that is empty from the start is never polled by the server: release now.
         if body.source_done() {
@@ -150,7 +150,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(u) => match u.poll_source(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    u.idle = None;
+                    u.idle_armed = false;
                     if u.source_done() {
                         u.release();
                     }
@@ -165,11 +165,17 @@ impl Body for ProxyBody {
                     Poll::Ready(None)
                 }
                 Poll::Pending => {
-                    // The timer is armed only when the upstream makes us wait.
-                    let timeout = u.read_timeout;
+                    // The timer is armed only when the upstream makes us wait, and re-armed
+                    // (not re-allocated) for every later wait.
+                    let deadline = tokio::time::Instant::now() + u.read_timeout;
+                    let armed = u.idle_armed;
                     let sleep = u
                         .idle
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if !armed {
+                        sleep.as_mut().reset(deadline);
+                        u.idle_armed = true;
+                    }
                     ready!(sleep.as_mut().poll(cx));
                     u.forget_conn();
                     Poll::Ready(Some(Err(Box::new(ReadTimeout))))

@@ -25,7 +25,6 @@ fn is_fixed_hop_header(name: &HeaderName) -> bool {
     // Standard names compare as enum tags; only the two custom ones compare bytes.
     name == header::CONNECTION
         || name == header::TE
-        || name == header::TRAILER
         || name == header::TRANSFER_ENCODING
         || name == header::UPGRADE
         || name == KEEP_ALIVE

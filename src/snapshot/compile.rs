@@ -88,44 +88,28 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
             .iter()
             .map(|c| (&c.path, c.item.custom_id.as_deref())),
     );
-    for (kind, ids) in [
-        (
-            "services",
-            doc.services
-                .iter()
-                .map(|s| (&s.path, s.item.id.as_deref()))
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "routes",
-            doc.routes
-                .iter()
-                .map(|s| (&s.path, s.item.id.as_deref()))
-                .collect(),
-        ),
-        (
-            "upstreams",
-            doc.upstreams
-                .iter()
-                .map(|s| (&s.path, s.item.id.as_deref()))
-                .collect(),
-        ),
-        (
-            "consumers",
-            doc.consumers
-                .iter()
-                .map(|s| (&s.path, s.item.id.as_deref()))
-                .collect(),
-        ),
-        (
-            "plugins",
-            doc.plugins
-                .iter()
-                .map(|(s, _)| (&s.path, s.item.id.as_deref()))
-                .collect(),
-        ),
+    for ids in [
+        doc.services
+            .iter()
+            .map(|s| (&s.path, s.item.id.as_deref()))
+            .collect::<Vec<_>>(),
+        doc.routes
+            .iter()
+            .map(|s| (&s.path, s.item.id.as_deref()))
+            .collect(),
+        doc.upstreams
+            .iter()
+            .map(|s| (&s.path, s.item.id.as_deref()))
+            .collect(),
+        doc.consumers
+            .iter()
+            .map(|s| (&s.path, s.item.id.as_deref()))
+            .collect(),
+        doc.plugins
+            .iter()
+            .map(|(s, _)| (&s.path, s.item.id.as_deref()))
+            .collect(),
     ] {
-        let _ = kind;
         check_unique(&mut errors, "id", ids.into_iter());
     }
 
