@@ -64,6 +64,10 @@ struct RunArgs {
     /// Skip trusted addresses from the right of the header (nginx `real_ip_recursive`).
     #[arg(long, env = "GATEHOUSE_REAL_IP_RECURSIVE", default_value_t = false)]
     real_ip_recursive: bool,
+    /// Without --real-ip-recursive: the client is this entry from the right of the header
+    /// (1 = the last one; Traefik's ipStrategy depth).
+    #[arg(long, env = "GATEHOUSE_REAL_IP_DEPTH", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    real_ip_depth: u16,
     /// Idle keep-alive connections kept per upstream target and worker (0: no keep-alive).
     #[arg(
         long,
@@ -154,6 +158,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             trusted,
             header,
             recursive: args.real_ip_recursive,
+            depth: usize::from(args.real_ip_depth),
         },
         pool: PoolSettings {
             max_idle_per_target: args.upstream_keepalive_pool_size,

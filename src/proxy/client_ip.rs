@@ -159,6 +159,9 @@ pub struct RealIpConfig {
     pub header: HeaderName,
     /// Walk the list past trusted hops (default `false`).
     pub recursive: bool,
+    /// Without `recursive`: which entry counting from the right is the client (default 1, the
+    /// last one, as nginx; Traefik's `ipStrategy.depth`). A list shorter than this gives the peer.
+    pub depth: usize,
 }
 
 impl Default for RealIpConfig {
@@ -167,6 +170,7 @@ impl Default for RealIpConfig {
             trusted: TrustedProxies::none(),
             header: HeaderName::from_static("x-forwarded-for"),
             recursive: false,
+            depth: 1,
         }
     }
 }
@@ -225,7 +229,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, cfg: &RealIpConfig) -> IpAdd
     }
     let mut entries = entries_from_right(headers, &cfg.header);
     if !cfg.recursive {
-        return match entries.next() {
+        return match entries.nth(cfg.depth.max(1) - 1) {
             Some(Entry::Addr(ip)) => ip,
             Some(Entry::Garbage) | None => peer,
         };
@@ -275,6 +279,24 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn depth_counts_entries_from_the_right() {
+        let map = headers("x-forwarded-for", &[b"6.6.6.6, 203.0.113.7, 10.0.0.2"]);
+        let cfg = |depth| RealIpConfig {
+            trusted: trusted(&["10.0.0.0/8"]),
+            header: HeaderName::from_static("x-forwarded-for"),
+            recursive: false,
+            depth,
+        };
+        assert_eq!(client_ip(ip("10.0.0.1"), &map, &cfg(1)), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &map, &cfg(2)), ip("203.0.113.7"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &map, &cfg(3)), ip("6.6.6.6"));
+        // Deeper than the list: the peer, never a guess.
+        assert_eq!(client_ip(ip("10.0.0.1"), &map, &cfg(4)), ip("10.0.0.1"));
+        // An untrusted peer is always the client, whatever the depth.
+        assert_eq!(client_ip(ip("8.8.8.8"), &map, &cfg(2)), ip("8.8.8.8"));
     }
 
     #[test]
@@ -739,6 +761,7 @@ mod tests {
                 trusted: trusted(list),
                 header: HeaderName::from_bytes(header.as_bytes()).expect("test header name"),
                 recursive,
+                depth: 1,
             };
             // headers under another name must never be read
             let mut map = headers(header, values);

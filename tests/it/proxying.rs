@@ -397,3 +397,42 @@ async fn head_and_no_content_responses_pass_through() {
     );
     assert_eq!(up.connections_accepted(), 1);
 }
+
+#[tokio::test]
+async fn idle_upstream_connections_expire() {
+    let up = Upstream::start().await;
+    let config = ServerConfig {
+        pool: PoolSettings {
+            idle_timeout: Duration::from_millis(200),
+            ..PoolSettings::default()
+        },
+        ..ServerConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        &service(&format!("http://{}", up.addr()), "    paths: [/]"),
+        config,
+    );
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        up.connections_accepted(),
+        1,
+        "reused within the idle timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        up.connections_accepted(),
+        2,
+        "an expired idle connection is not reused"
+    );
+}
