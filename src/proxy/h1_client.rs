@@ -40,6 +40,8 @@ pub enum H1Error {
     ClosedEarly,
     #[error("invalid response from upstream: {0}")]
     Invalid(&'static str),
+    #[error("timed out sending the request to the upstream")]
+    WriteTimeout,
 }
 
 impl H1Error {
@@ -85,9 +87,14 @@ impl H1Conn {
     }
 
     /// Send a request head (no body) and read the response head.
+    ///
+    /// `write_timeout` bounds sending the head when the socket cannot take it at once (the
+    /// common case writes it in one non-blocking call and arms no timer); the caller bounds the
+    /// wait for the response head.
     pub async fn send(
         mut self,
         head: &http::request::Parts,
+        write_timeout: std::time::Duration,
     ) -> Result<(http::response::Parts, H1Body), H1Error> {
         let mut out = Vec::with_capacity(256 + head.headers.len() * 48);
         out.extend_from_slice(head.method.as_str().as_bytes());
@@ -106,7 +113,16 @@ impl H1Conn {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        self.stream.write_all(&out).await?;
+        let written = match self.stream.try_write(&out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if written < out.len() {
+            tokio::time::timeout(write_timeout, self.stream.write_all(&out[written..]))
+                .await
+                .map_err(|_| H1Error::WriteTimeout)??;
+        }
 
         loop {
             let parsed = loop {
@@ -542,7 +558,9 @@ mod tests {
         let (addr, task) = upstream(pieces, close).await;
         let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
         let result = async {
-            let (head, mut body) = conn.send(&get(method)).await?;
+            let (head, mut body) = conn
+                .send(&get(method), std::time::Duration::from_secs(5))
+                .await?;
             let mut data = Vec::new();
             while let Some(frame) = body.frame().await {
                 if let Ok(d) = frame?.into_data() {
@@ -569,7 +587,10 @@ mod tests {
         )
         .await;
         let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
-        let (head, body) = conn.send(&get("GET")).await.unwrap();
+        let (head, body) = conn
+            .send(&get("GET"), std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(head.status, 200);
         assert_eq!(head.headers["x-up"], "a");
         let data = body.collect().await.unwrap().to_bytes();
@@ -725,7 +746,10 @@ mod tests {
         let (addr, task) =
             upstream(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"], true).await;
         let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
-        let (_, mut body) = conn.send(&get("GET")).await.unwrap();
+        let (_, mut body) = conn
+            .send(&get("GET"), std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
         while body.frame().await.is_some() {}
         let mut conn = body.take_reusable().unwrap();
         task.await.unwrap(); // the upstream has closed its side
@@ -735,5 +759,30 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert!(!conn.is_reusable());
+    }
+
+    #[tokio::test]
+    async fn a_head_the_upstream_does_not_read_times_out() {
+        // Accepts, never reads: a head larger than the socket buffers cannot be written.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            drop(s);
+        });
+        let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
+        let mut parts = get("GET");
+        let big = "x".repeat(32 << 20);
+        parts
+            .headers
+            .insert("x-big", HeaderValue::from_str(&big).unwrap());
+        let started = std::time::Instant::now();
+        let r = conn
+            .send(&parts, std::time::Duration::from_millis(200))
+            .await;
+        assert!(matches!(r, Err(H1Error::WriteTimeout)), "{:?}", r.err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        hold.abort();
     }
 }

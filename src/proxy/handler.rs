@@ -15,6 +15,7 @@ use super::body::{ProxyBody, RequestBody, UpstreamBody};
 use super::client_ip::{RealIpConfig, client_ip};
 use super::error::ProxyError;
 use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
+use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use crate::plugins::{Chain, Flow, RequestCtx};
@@ -404,8 +405,13 @@ async fn send_lean(
             lease,
             reused,
         } = pooled;
-        match tokio::time::timeout(service.read_timeout, conn.send(&parts)).await {
-            Err(_) => return Err(ProxyError::UpstreamTimeout),
+        match tokio::time::timeout(
+            service.read_timeout,
+            conn.send(&parts, service.write_timeout),
+        )
+        .await
+        {
+            Err(_) | Ok(Err(H1Error::WriteTimeout)) => return Err(ProxyError::UpstreamTimeout),
             Ok(Ok((head, body))) => {
                 let body = UpstreamBody::lean(body, lease, service.read_timeout);
                 return Ok(Response::from_parts(head, ProxyBody::Upstream(body)));
