@@ -270,18 +270,21 @@ impl<'a> Decoder<'a> {
                 d.route(p, v, Some(idx));
             });
         }
+        self.nested_plugins(
+            &path,
+            &children,
+            PluginScope {
+                service: Some(idx),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// The `plugins` nested in an entity, scoped to it.
+    fn nested_plugins(&mut self, path: &str, children: &Map<String, Value>, scope: PluginScope) {
         if let Some(plugins) = children.get("plugins") {
             let p = format!("{path}.plugins");
-            self.each(&p, plugins, |d, p, v| {
-                d.plugin(
-                    p,
-                    v,
-                    PluginScope {
-                        service: Some(idx),
-                        ..Default::default()
-                    },
-                )
-            });
+            self.each(&p, plugins, |d, p, v| d.plugin(p, v, scope.clone()));
         }
     }
 
@@ -312,19 +315,14 @@ impl<'a> Decoder<'a> {
             item: route,
             parent: service,
         });
-        if let Some(plugins) = children.get("plugins") {
-            let p = format!("{path}.plugins");
-            self.each(&p, plugins, |d, p, v| {
-                d.plugin(
-                    p,
-                    v,
-                    PluginScope {
-                        route: Some(idx),
-                        ..Default::default()
-                    },
-                )
-            });
-        }
+        self.nested_plugins(
+            &path,
+            &children,
+            PluginScope {
+                route: Some(idx),
+                ..Default::default()
+            },
+        );
         Some(idx)
     }
 
@@ -396,19 +394,14 @@ impl<'a> Decoder<'a> {
             item,
             parent: None,
         });
-        if let Some(plugins) = children.get("plugins") {
-            let p = format!("{path}.plugins");
-            self.each(&p, plugins, |d, p, v| {
-                d.plugin(
-                    p,
-                    v,
-                    PluginScope {
-                        consumer: Some(idx),
-                        ..Default::default()
-                    },
-                )
-            });
-        }
+        self.nested_plugins(
+            &path,
+            &children,
+            PluginScope {
+                consumer: Some(idx),
+                ..Default::default()
+            },
+        );
     }
 
     fn plugin(&mut self, path: String, value: &Value, scope: PluginScope) {

@@ -379,22 +379,14 @@ async fn send_lean(
     let mut replayed = false;
     loop {
         let (target, host_header) = pick_target(snap, service)?;
-        let pooled = match pool::checkout_h1(
-            !replayed,
-            &target.key,
-            &target.host,
-            target.port,
-            service.connect_timeout,
-            settings,
-        )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                budget.failed(target, &e)?;
-                continue;
-            }
-        };
+        let pooled =
+            match pool::checkout_h1(!replayed, target, service.connect_timeout, settings).await {
+                Ok(p) => p,
+                Err(e) => {
+                    budget.failed(target, &e)?;
+                    continue;
+                }
+            };
         if set_host {
             parts
                 .headers
@@ -448,15 +440,7 @@ async fn send_upstream(
         let (target, host_header) = pick_target(snap, service)?;
         let mut conn = match pool::checkout(&target.key, settings).await {
             Some(c) => c,
-            None => match pool::connect(
-                &target.key,
-                &target.host,
-                target.port,
-                service.connect_timeout,
-                settings,
-            )
-            .await
-            {
+            None => match pool::connect(target, service.connect_timeout, settings).await {
                 Ok(c) => c,
                 Err(e) => {
                     budget.failed(target, &e)?;

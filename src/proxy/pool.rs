@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 
 use super::body::RequestBody;
 use super::h1_client::H1Conn;
+use crate::snapshot::TargetAddr;
 
 /// Pool limits (node settings, see `docs/configuration.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,12 +168,11 @@ impl Lease {
 /// `timeout`.
 pub async fn checkout_h1(
     reuse: bool,
-    key: &Arc<str>,
-    host: &str,
-    port: u16,
+    target: &TargetAddr,
     timeout: Duration,
     settings: &Arc<PoolSettings>,
 ) -> Result<H1Pooled, ConnectError> {
+    let key = &target.key;
     let idle = if reuse {
         IDLE_H1.with(|map| take_idle(map, key, settings, H1Conn::is_reusable))
     } else {
@@ -190,7 +190,7 @@ pub async fn checkout_h1(
             reused: true,
         });
     }
-    let stream = tcp_connect(host, port, timeout).await?;
+    let stream = tcp_connect(&target.host, target.port, timeout).await?;
     let lease = Lease {
         key: key.clone(),
         uses: 1,
@@ -242,13 +242,11 @@ async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
 
 /// Open a new hyper connection to `host:port` within `timeout`.
 pub async fn connect(
-    key: &Arc<str>,
-    host: &str,
-    port: u16,
+    target: &TargetAddr,
     timeout: Duration,
     settings: &Arc<PoolSettings>,
 ) -> Result<PooledConn, ConnectError> {
-    let stream = tcp_connect(host, port, timeout).await?;
+    let stream = tcp_connect(&target.host, target.port, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake::<_, RequestBody>(TokioIo::new(stream))
         .await?;
@@ -260,7 +258,7 @@ pub async fn connect(
     Ok(PooledConn {
         sender,
         request_sent: None,
-        key: key.clone(),
+        key: target.key.clone(),
         uses: 1,
         settings: settings.clone(),
         reused: false,
