@@ -158,9 +158,15 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Give `conn` back for reuse (its response was read completely and it stays open).
+    /// Give `conn` back for reuse (its response was read completely and it stays open); a
+    /// connection that has carried its share of requests is retired instead.
     pub fn release(self, conn: H1Conn) {
-        IDLE_H1.with(|map| put_idle(map, &self.key, conn, self.uses, &self.settings));
+        let s = &self.settings;
+        if s.max_requests != 0 && self.uses >= s.max_requests {
+            conn.retire();
+            return;
+        }
+        IDLE_H1.with(|map| put_idle(map, &self.key, conn, self.uses, s));
     }
 }
 
