@@ -14,6 +14,7 @@
 
 pub mod chain;
 pub mod correlation_id;
+pub mod ip_restriction;
 pub mod request_termination;
 pub mod request_transformer;
 
@@ -142,6 +143,7 @@ macro_rules! plugin_registry {
 
 plugin_registry! {
     CorrelationId => correlation_id::CorrelationId,
+    IpRestriction => ip_restriction::IpRestriction,
     RequestTermination => request_termination::RequestTermination,
     RequestTransformer => request_transformer::RequestTransformer,
 }

@@ -203,3 +203,25 @@ fn service_paths_and_transformer_headers_are_checked() {
             .contains("cannot be added")
     );
 }
+
+#[test]
+fn ip_restriction_config_is_checked() {
+    let errs = errors(
+        "_format_version: \"3.0\"\nplugins:\n- name: ip-restriction\n  config: {allow: [\"10.0.0.0/8\", \"10.0.0.300\"], status: 99}\n- name: ip-restriction\n  route: r\n  config: {}\nroutes:\n- name: r\n  paths: [/]\n",
+    );
+    assert!(
+        find(&errs, "plugins[0].config.allow[1]")
+            .message
+            .contains("invalid ip or cidr")
+    );
+    assert!(
+        find(&errs, "plugins[0].config.status")
+            .message
+            .contains("between 200 and 599")
+    );
+    assert!(
+        find(&errs, "plugins[1].config")
+            .message
+            .contains("at least one of these fields")
+    );
+}

@@ -168,3 +168,76 @@ plugins:
         assert_eq!(body["headers"]["x-scope"], scope, "{path}");
     }
 }
+
+#[tokio::test]
+async fn ip_restriction_uses_the_resolved_client_address() {
+    use gatehouse::proxy::ServerConfig;
+    use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
+    let yaml = r#"_format_version: "3.0"
+routes:
+- name: internal
+  paths: [/internal]
+  plugins:
+  - name: ip-restriction
+    config: {allow: ["10.0.0.0/8", "172.16.0.0/12"]}
+  - name: request-termination
+    config: {status_code: 200, message: welcome}
+- name: blocked
+  paths: [/blocked]
+  plugins:
+  - name: ip-restriction
+    config: {deny: ["127.0.0.1"], status: 451, message: "not from here"}
+  - name: request-termination
+    config: {status_code: 200, message: welcome}
+"#;
+    // Direct clients: the socket address (127.0.0.1) decides; headers are not believed.
+    let gw = TestGateway::start(yaml);
+    let resp = client()
+        .get(gw.url("/internal"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        json(resp).await["message"],
+        "Your IP address is not allowed"
+    );
+    let resp = client().get(gw.url("/blocked")).send().await.unwrap();
+    assert_eq!(resp.status(), 451);
+    assert_eq!(json(resp).await["message"], "not from here");
+    // Behind a trusted proxy: the forwarded client address decides.
+    let config = ServerConfig {
+        real_ip: RealIpConfig {
+            trusted: TrustedProxies::parse(&["127.0.0.1".to_string()]).unwrap(),
+            ..RealIpConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let gw = TestGateway::start_with(yaml, config);
+    let ok = client()
+        .get(gw.url("/internal"))
+        .header("x-forwarded-for", "172.20.0.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let denied = client()
+        .get(gw.url("/internal"))
+        .header("x-forwarded-for", "8.8.8.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let unblocked = client()
+        .get(gw.url("/blocked"))
+        .header("x-forwarded-for", "8.8.8.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unblocked.status(),
+        200,
+        "the proxy's own address is not the client's"
+    );
+}
