@@ -89,6 +89,9 @@ struct RunArgs {
         default_value_t = 60
     )]
     upstream_keepalive_idle_timeout: u64,
+    /// Seconds given to requests in flight to finish on SIGTERM/SIGINT before connections are closed.
+    #[arg(long, env = "GATEHOUSE_DRAIN_TIMEOUT", default_value_t = 10)]
+    drain_timeout: u64,
     /// Seconds allowed for a client to send a request head.
     #[arg(long, env = "GATEHOUSE_CLIENT_HEADER_TIMEOUT", default_value_t = 60)]
     client_header_timeout: u64,
@@ -166,6 +169,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(args.upstream_keepalive_idle_timeout),
         },
         header_read_timeout: Duration::from_secs(args.client_header_timeout.max(1)),
+        drain_timeout: Duration::from_secs(args.drain_timeout),
     };
     for reserved in ["GATEHOUSE_ADMIN_LISTEN", "GATEHOUSE_STATUS_LISTEN"] {
         if std::env::var_os(reserved).is_some() {

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use super::client_ip::RealIpConfig;
 use super::handler::{ConnState, Shared, handle};
@@ -31,6 +32,8 @@ pub struct ServerConfig {
     pub pool: PoolSettings,
     /// Time allowed to receive a request head (slow clients are disconnected).
     pub header_read_timeout: Duration,
+    /// On shutdown, how long open connections may take to finish their requests.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             real_ip: RealIpConfig::default(),
             pool: PoolSettings::default(),
             header_read_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -102,6 +106,7 @@ impl Gateway {
             let shared = shared.clone();
             let rx = shutdown.subscribe();
             let header_timeout = config.header_read_timeout;
+            let drain_timeout = config.drain_timeout;
             let handle = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{i}"))
                 .spawn(move || {
@@ -115,7 +120,13 @@ impl Gateway {
                             return;
                         }
                     };
-                    rt.block_on(accept_loop(listener, shared, rx, header_timeout));
+                    rt.block_on(accept_loop(
+                        listener,
+                        shared,
+                        rx,
+                        header_timeout,
+                        drain_timeout,
+                    ));
                 })?;
             handles.push(handle);
         }
@@ -137,7 +148,7 @@ impl Gateway {
         self.shared.snapshot.store(Arc::new(snapshot));
     }
 
-    /// Stop accepting and stop the workers.
+    /// Stop accepting, let requests in flight finish (within the drain timeout), stop the workers.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for w in self.workers {
@@ -151,7 +162,9 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     header_timeout: Duration,
+    drain_timeout: Duration,
 ) {
+    let connections = TaskTracker::new();
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -174,12 +187,23 @@ async fn accept_loop(
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id));
                     let builder = builder.clone();
-                    tokio::spawn(async move {
+                    let mut stop = shutdown.clone();
+                    connections.spawn(async move {
                         let svc = service_fn(move |req| {
                             let conn = conn.clone();
                             async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
                         });
-                        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                        let served = builder.serve_connection(TokioIo::new(stream), svc);
+                        tokio::pin!(served);
+                        let result = tokio::select! {
+                            r = served.as_mut() => r,
+                            _ = stop.changed() => {
+                                // Draining: finish the exchange in flight, then close.
+                                served.as_mut().graceful_shutdown();
+                                served.await
+                            }
+                        };
+                        if let Err(e) = result {
                             tracing::debug!(error = %e, "client connection ended with an error");
                         }
                     });
@@ -192,5 +216,21 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => break,
         }
+    }
+    // Stop accepting (the listener closes here), then let open connections finish what they
+    // are doing, within the drain timeout.
+    drop(listener);
+    connections.close();
+    let draining = connections.len();
+    if tokio::time::timeout(drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "drain timeout: closing connections still open"
+        );
+    } else if draining > 0 {
+        tracing::debug!(connections = draining, "connections drained");
     }
 }

@@ -154,3 +154,75 @@ fn a_second_gateway_cannot_share_the_port() {
     );
     first.shutdown();
 }
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = rt.block_on(crate::support::Upstream::start());
+    let f = write(&format!(
+        "_format_version: \"3.0\"\nservices:\n- name: slow\n  url: http://{}\n  routes: [{{paths: [/], strip_path: false}}]\n",
+        up.addr()
+    ));
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(f.path())
+        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_LOG", "info")
+        .env("GATEHOUSE_DRAIN_TIMEOUT", "10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("proxy=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("startup line");
+    let pid = child.id().to_string();
+    let results = rt.block_on(async {
+        let c = crate::support::client();
+        let requests: Vec<_> = (0..10)
+            .map(|_| {
+                let c = c.clone();
+                let url = format!("http://{addr}/delay/800");
+                tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let mut out = Vec::new();
+        for r in requests {
+            out.push(r.await.unwrap());
+        }
+        out
+    });
+    for r in &results {
+        assert!(
+            matches!(r, Ok(200)),
+            "a request in flight was dropped: {results:?}"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
