@@ -138,6 +138,27 @@ fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config:
     gatehouse::snapshot::load_file(path)
 }
 
+/// SIGHUP: read and compile the file again, off the request path; swap it in only if it is valid.
+/// Requests in flight finish on the configuration they started with.
+fn reload(gateway: &Gateway, path: &std::path::Path) {
+    match load(path) {
+        Ok(snapshot) => {
+            let routes = snapshot.routes.len();
+            gateway.swap(snapshot);
+            tracing::info!(routes, config = %path.display(), "configuration reloaded");
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("{e}");
+            }
+            tracing::error!(
+                errors = errors.0.len(),
+                "configuration rejected; the previous one keeps serving"
+            );
+        }
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -183,20 +204,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut term, mut int) = rt.block_on(async {
+    let (mut term, mut int, mut hup) = rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
         ))
     })?;
     let gateway = Gateway::start(config, snapshot)
         .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
     tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
     rt.block_on(async {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(&gateway, &args.config),
+            }
         }
     });
     tracing::info!("shutting down");

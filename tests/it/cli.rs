@@ -226,3 +226,84 @@ fn sigterm_lets_requests_in_flight_finish() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn sighup_reloads_a_valid_file_and_keeps_serving_on_an_invalid_one() {
+    let route = |path: &str| {
+        format!(
+            "_format_version: \"3.0\"\nroutes:\n- paths: [{path}]\n  plugins: [{{name: request-termination, config: {{status_code: 200, message: hi}}}}]\n"
+        )
+    };
+    let f = write(&route("/a"));
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(f.path())
+        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("startup line");
+        if let Some(rest) = line.split("proxy=").nth(1) {
+            break rest.split_whitespace().next().unwrap_or("").to_string();
+        }
+    };
+    let pid = child.id().to_string();
+    let status = |path: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            crate::support::client()
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let wait_for_log = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line with {needle}"));
+        if line.contains(needle) {
+            break;
+        }
+    };
+    assert_eq!(status("/a"), 200);
+    std::fs::write(f.path(), route("/b")).unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    wait_for_log("configuration reloaded");
+    assert_eq!((status("/b"), status("/a")), (200, 404));
+    std::fs::write(
+        f.path(),
+        "_format_version: \"3.0\"\nroutes:\n- paths: [\"~(\"]\n",
+    )
+    .unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    wait_for_log("configuration rejected");
+    assert_eq!(
+        status("/b"),
+        200,
+        "an invalid file must not replace a working configuration"
+    );
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
