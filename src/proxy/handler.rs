@@ -111,7 +111,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
                 .await;
             }
         };
-        let host = request_host(&parts);
+        let host = parts.headers.get(header::HOST);
         let view = RequestView {
             method: &parts.method,
             host: host.and_then(|h| h.to_str().ok()).unwrap_or(""),
@@ -170,7 +170,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     };
 
     // The upstream request head.
-    let client_host = request_host(&parts).cloned();
+    let client_host = parts.headers.get(header::HOST).cloned();
     if let Some(uri) = upstream_uri {
         parts.uri = uri;
     } else if parts.uri.scheme().is_some() {
@@ -201,12 +201,8 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         plugin.on_upstream_request(&mut ctx, &mut parts);
     }
 
-    let host_override = if route.preserve_host && client_host.is_some() {
-        None
-    } else {
-        Some(())
-    };
-    let set_host = host_override.is_some();
+    // `preserve_host` keeps the client's Host; otherwise the target's is set per attempt.
+    let set_host = !(route.preserve_host && client_host.is_some());
     let sent = if http_body::Body::is_end_stream(&body) {
         send_lean(&snap, service, parts, set_host, &shared.pool).await
     } else {
@@ -236,11 +232,6 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
             finish(chain, &mut ctx, e.into_response())
         }
     }
-}
-
-/// The `Host` header (HTTP/1.1 requires it, also with an absolute-form target).
-fn request_host(parts: &http::request::Parts) -> Option<&HeaderValue> {
-    parts.headers.get(header::HOST)
 }
 
 /// The upstream request target. Both parts were validated (the path by normalisation and the

@@ -395,7 +395,8 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
             }
             _ => errors.push(
                 format!("{path}.url"),
-                format!("invalid url `{url}`; expected scheme://host[:port][/path]"),
+                // The value is not echoed: it may come from a secret reference.
+                "invalid url; expected scheme://host[:port][/path]".to_string(),
             ),
         }
     }
