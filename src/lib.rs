@@ -1,6 +1,7 @@
 //! Gatehouse: an API gateway driven by a Kong-style declarative configuration.
 #![forbid(unsafe_code)]
 
+pub mod balancer;
 pub mod config;
 pub mod plugins;
 pub mod proxy;

@@ -4,12 +4,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, Uri};
 
 use super::{RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt};
+use crate::balancer::WeightedRoundRobin;
 use crate::config::model::{Route, Service, Target, Upstream};
 use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::plugins::{PluginInstance, PluginScopeKey, resolve_chain};
@@ -568,6 +568,7 @@ fn compile_upstream(
             }
         });
     let mut targets = Vec::new();
+    let mut weights = Vec::new();
     let mut seen = HashSet::new();
     for t in doc.targets.iter().filter(|t| t.parent == Some(index)) {
         if !seen.insert(t.item.target.as_str()) {
@@ -583,13 +584,14 @@ fn compile_upstream(
             && t.item.weight > 0
         {
             targets.push(Arc::new(addr));
+            weights.push(t.item.weight);
         }
     }
     UpstreamRt {
         name: u.name.clone(),
         targets,
         host_header,
-        next: AtomicUsize::new(0),
+        balancer: WeightedRoundRobin::new(&weights),
     }
 }
 

@@ -8,11 +8,11 @@
 mod compile;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
+use crate::balancer::WeightedRoundRobin;
 use crate::config::ConfigDoc;
 use crate::plugins::Chain;
 use crate::proxy::path::PathHandling;
@@ -98,21 +98,17 @@ pub struct ServiceRt {
     pub retries: u32,
 }
 
-/// An upstream: targets with a weight above zero, picked round-robin.
+/// An upstream: its targets, picked by smooth weighted round-robin.
 pub struct UpstreamRt {
     pub name: String,
     pub targets: Vec<Arc<TargetAddr>>,
     pub host_header: Option<HeaderValue>,
-    next: AtomicUsize,
+    balancer: WeightedRoundRobin,
 }
 
 impl UpstreamRt {
-    /// The next target in round-robin order, or `None` when the upstream has none.
+    /// The next target, or `None` when the upstream has no target with a weight above 0.
     pub fn pick(&self) -> Option<&Arc<TargetAddr>> {
-        if self.targets.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.targets.get(i % self.targets.len())
+        self.targets.get(self.balancer.pick()?)
     }
 }

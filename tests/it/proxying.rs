@@ -436,3 +436,21 @@ async fn idle_upstream_connections_expire() {
         "an expired idle connection is not reused"
     );
 }
+
+#[tokio::test]
+async fn target_weights_set_the_shares() {
+    let heavy = Upstream::start().await;
+    let light = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: backend\n  targets:\n  - {{target: \"{}\", weight: 300}}\n  - {{target: \"{}\", weight: 100}}\nservices:\n- name: svc\n  host: backend\n  routes: [{{paths: [/]}}]\n",
+        heavy.addr(),
+        light.addr()
+    ));
+    for _ in 0..400 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!((heavy.request_count(), light.request_count()), (300, 100));
+}

@@ -1,0 +1,138 @@
+//! Smooth weighted round-robin, as nginx's: over a cycle each target is picked in proportion to
+//! its weight, and picks are interleaved (weights 5, 1, 1 give `a a b a c a a`, never five `a`s in
+//! a row).
+//!
+//! The cycle is computed once, when the configuration is compiled, so a pick is one atomic
+//! increment and an index: no lock, no per-pick arithmetic over the targets. Weights are reduced
+//! by their greatest common divisor; a cycle that would still be longer than [`MAX_CYCLE`] is
+//! built from weights scaled down to fit (each target keeps at least one slot), which keeps the
+//! shares within a fraction of a percent of the configured ones.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Longest precomputed cycle (slots), unless there are more targets than this.
+pub const MAX_CYCLE: u64 = 65_536;
+
+/// A lock-free smooth weighted round-robin picker over target indices.
+#[derive(Debug)]
+pub struct WeightedRoundRobin {
+    cycle: Box<[u32]>,
+    next: AtomicUsize,
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl WeightedRoundRobin {
+    /// A picker over `weights.len()` targets; weights of 0 are never picked.
+    pub fn new(weights: &[u32]) -> Self {
+        WeightedRoundRobin {
+            cycle: cycle(weights).into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next target index, or `None` when no target has a weight above 0.
+    pub fn pick(&self) -> Option<usize> {
+        if self.cycle.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.cycle.get(i % self.cycle.len()).map(|&t| t as usize)
+    }
+
+    /// Length of one full cycle (slots).
+    pub fn cycle_len(&self) -> usize {
+        self.cycle.len()
+    }
+}
+
+fn cycle(weights: &[u32]) -> Vec<u32> {
+    let live: Vec<(u32, u64)> = weights
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w > 0)
+        .map(|(i, w)| (i as u32, u64::from(*w)))
+        .collect();
+    if live.is_empty() {
+        return Vec::new();
+    }
+    if live.iter().all(|(_, w)| *w == live[0].1) {
+        return live.iter().map(|(i, _)| *i).collect();
+    }
+    let g = live.iter().fold(0, |g, (_, w)| gcd(g, *w));
+    let mut reduced: Vec<(u32, u64)> = live.iter().map(|(i, w)| (*i, w / g)).collect();
+    let total: u64 = reduced.iter().map(|(_, w)| w).sum();
+    let limit = MAX_CYCLE.max(reduced.len() as u64);
+    if total > limit {
+        for (_, w) in reduced.iter_mut() {
+            *w = (*w * limit / total).max(1);
+        }
+    }
+    let total: u64 = reduced.iter().map(|(_, w)| w).sum();
+    // nginx's smooth weighted round-robin, run once over a whole cycle.
+    let mut current = vec![0i64; reduced.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for (k, (_, w)) in reduced.iter().enumerate() {
+            current[k] += *w as i64;
+            if current[k] > current[best] {
+                best = k;
+            }
+        }
+        current[best] -= total as i64;
+        out.push(reduced[best].0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picks(rr: &WeightedRoundRobin, n: usize) -> Vec<usize> {
+        (0..n).map(|_| rr.pick().unwrap()).collect()
+    }
+
+    #[test]
+    fn smooth_and_proportional() {
+        let rr = WeightedRoundRobin::new(&[5, 1, 1]);
+        assert_eq!(picks(&rr, 7), [0, 0, 1, 0, 2, 0, 0]);
+        let rr = WeightedRoundRobin::new(&[100, 0, 300]);
+        let p = picks(&rr, 4000);
+        assert_eq!(p.iter().filter(|&&t| t == 0).count(), 1000);
+        assert_eq!(p.iter().filter(|&&t| t == 2).count(), 3000);
+        assert!(!p.contains(&1), "weight 0 is never picked");
+        // Smooth: the heavier target never runs more than 3 in a row at 3:1.
+        let longest = p.windows(4).filter(|w| w.iter().all(|&t| t == 2)).count();
+        assert_eq!(longest, 0);
+    }
+
+    #[test]
+    fn equal_weights_rotate_and_empty_sets_pick_nothing() {
+        let rr = WeightedRoundRobin::new(&[100, 100, 100]);
+        assert_eq!(picks(&rr, 6), [0, 1, 2, 0, 1, 2]);
+        assert_eq!(WeightedRoundRobin::new(&[0, 0]).pick(), None);
+        assert_eq!(WeightedRoundRobin::new(&[]).pick(), None);
+    }
+
+    #[test]
+    fn long_cycles_are_scaled_but_keep_shares() {
+        let weights: Vec<u32> = (0..100).map(|i| 65_535 - i * 7).collect();
+        let rr = WeightedRoundRobin::new(&weights);
+        assert!(rr.cycle_len() as u64 <= MAX_CYCLE + 100);
+        let total: f64 = weights.iter().map(|w| f64::from(*w)).sum();
+        let n = rr.cycle_len();
+        let p = picks(&rr, n);
+        for (i, w) in weights.iter().enumerate() {
+            let share = p.iter().filter(|&&t| t == i).count() as f64 / n as f64;
+            let want = f64::from(*w) / total;
+            assert!(
+                (share - want).abs() < 0.001,
+                "target {i}: {share} vs {want}"
+            );
+        }
+    }
+}
