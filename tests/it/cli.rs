@@ -63,54 +63,114 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("GATEHOUSE_PROXY_LISTEN"));
 }
 
-#[test]
-fn run_serves_the_quickstart_and_stops_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c", "examples/quickstart.yaml"])
-        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
-        .env("GATEHOUSE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stderr.take().unwrap();
-    // The startup line names the bound address.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining after the startup line so the gateway never writes into a closed pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("proxy=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                let _ = tx.send(addr);
+/// A `gatehouse run` process on an ephemeral port, its log lines forwarded to `logs`.
+struct Running {
+    child: std::process::Child,
+    addr: String,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(config: &std::path::Path) -> Running {
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(config)
+            .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
+            .env("GATEHOUSE_LOG", "info")
+            .env("GATEHOUSE_DRAIN_TIMEOUT", "10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, logs) = std::sync::mpsc::channel();
+        // Keep draining so the gateway never writes into a closed pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut running = Running {
+            child,
+            addr: String::new(),
+            logs,
+        };
+        // The start-up line names the bound address.
+        let line = running.wait_for_log("proxy=");
+        running.addr = line
+            .split("proxy=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("")
+            .to_string();
+        running
+    }
+
+    fn wait_for_log(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .logs
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no log line with {needle}"));
+            if line.contains(needle) {
+                return line;
             }
         }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("startup line");
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Wait (bounded) for the process to exit; asserts it exited 0.
+    fn assert_exits_cleanly(mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}");
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn get_status(addr: &str, path: &str) -> u16 {
+    crate::support::client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn run_serves_the_quickstart_and_stops_on_sigterm() {
+    let gw = Running::start(std::path::Path::new("examples/quickstart.yaml"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = crate::support::client();
-        let ok = c.get(format!("http://{addr}/hello")).send().await.unwrap();
+        let ok = crate::support::client()
+            .get(format!("http://{}/hello", gw.addr))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 200);
         assert_eq!(
             ok.text().await.unwrap(),
             r#"{"message":"Hello from Gatehouse"}"#
         );
+        assert_eq!(get_status(&gw.addr, "/nowhere").await, 404);
+        let c = crate::support::client();
         assert_eq!(
-            c.get(format!("http://{addr}/nowhere"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
-        assert_eq!(
-            c.delete(format!("http://{addr}/hello"))
+            c.delete(format!("http://{}/hello", gw.addr))
                 .send()
                 .await
                 .unwrap()
@@ -118,20 +178,8 @@ fn run_serves_the_quickstart_and_stops_on_sigterm() {
             405
         );
     });
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gw.signal("-TERM");
+    gw.assert_exits_cleanly();
 }
 
 #[test]
@@ -167,40 +215,18 @@ fn sigterm_lets_requests_in_flight_finish() {
         "_format_version: \"3.0\"\nservices:\n- name: slow\n  url: http://{}\n  routes: [{{paths: [/], strip_path: false}}]\n",
         up.addr()
     ));
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(f.path())
-        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
-        .env("GATEHOUSE_LOG", "info")
-        .env("GATEHOUSE_DRAIN_TIMEOUT", "10")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("proxy=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("startup line");
-    let pid = child.id().to_string();
+    let gw = Running::start(f.path());
     let results = rt.block_on(async {
         let c = crate::support::client();
         let requests: Vec<_> = (0..10)
             .map(|_| {
                 let c = c.clone();
-                let url = format!("http://{addr}/delay/800");
+                let url = format!("http://{}/delay/800", gw.addr);
                 tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        gw.signal("-TERM");
         let mut out = Vec::new();
         for r in requests {
             out.push(r.await.unwrap());
@@ -213,18 +239,7 @@ fn sigterm_lets_requests_in_flight_finish() {
             "a request in flight was dropped: {results:?}"
         );
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "did not exit after draining"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gw.assert_exits_cleanly();
 }
 
 #[test]
@@ -235,75 +250,29 @@ fn sighup_reloads_a_valid_file_and_keeps_serving_on_an_invalid_one() {
         )
     };
     let f = write(&route("/a"));
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(f.path())
-        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
-        .env("GATEHOUSE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let gw = Running::start(f.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("startup line");
-        if let Some(rest) = line.split("proxy=").nth(1) {
-            break rest.split_whitespace().next().unwrap_or("").to_string();
-        }
-    };
-    let pid = child.id().to_string();
-    let status = |path: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            crate::support::client()
-                .get(format!("http://{addr}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
-    let wait_for_log = |needle: &str| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no log line with {needle}"));
-        if line.contains(needle) {
-            break;
-        }
-    };
+    let status = |path: &str| rt.block_on(get_status(&gw.addr, path));
     assert_eq!(status("/a"), 200);
     std::fs::write(f.path(), route("/b")).unwrap();
-    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    wait_for_log("configuration reloaded");
+    gw.signal("-HUP");
+    gw.wait_for_log("configuration reloaded");
     assert_eq!((status("/b"), status("/a")), (200, 404));
     std::fs::write(
         f.path(),
         "_format_version: \"3.0\"\nroutes:\n- paths: [\"~(\"]\n",
     )
     .unwrap();
-    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    wait_for_log("configuration rejected");
+    gw.signal("-HUP");
+    gw.wait_for_log("configuration rejected");
     assert_eq!(
         status("/b"),
         200,
         "an invalid file must not replace a working configuration"
     );
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gw.signal("-TERM");
+    gw.assert_exits_cleanly();
 }
