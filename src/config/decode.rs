@@ -25,18 +25,9 @@ const META_KEYS: &[&str] = &[
     "_workspace",
 ];
 /// Top-level collections Kong has that this version does not support yet.
-const UNSUPPORTED_COLLECTIONS: &[&str] = &[
-    "certificates",
-    "ca_certificates",
-    "snis",
-    "vaults",
-    "jwt_secrets",
-    "keyauth_credentials",
-    "basicauth_credentials",
-    "hmacauth_credentials",
-    "oauth2_credentials",
-    "acls",
-];
+/// (Credential collections, also unsupported at the top level, are in `CONSUMER_CREDENTIALS`.)
+const UNSUPPORTED_COLLECTIONS: &[&str] = &["certificates", "ca_certificates", "snis", "vaults"];
+/// Credential collections, nested in consumers or at the top level.
 const CONSUMER_CREDENTIALS: &[&str] = &[
     "jwt_secrets",
     "keyauth_credentials",
@@ -140,7 +131,7 @@ impl<'a> Decoder<'a> {
                 "targets" => self.each(key, value, |d, p, v| d.target(p, v, None)),
                 "consumers" => self.each(key, value, |d, p, v| d.consumer(p, v)),
                 "plugins" => self.each(key, value, |d, p, v| d.plugin(p, v, PluginScope::default())),
-                k if UNSUPPORTED_COLLECTIONS.contains(&k) => {
+                k if UNSUPPORTED_COLLECTIONS.contains(&k) || CONSUMER_CREDENTIALS.contains(&k) => {
                     if !matches!(value, Value::Array(a) if a.is_empty()) && !value.is_null() {
                         self.err(key.clone(), format!("`{k}` are not supported by this version of Gatehouse"));
                     }
