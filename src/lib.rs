@@ -3,6 +3,7 @@
 
 pub mod balancer;
 pub mod config;
+pub mod consumers;
 pub mod plugins;
 pub mod proxy;
 pub mod router;

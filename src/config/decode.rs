@@ -25,17 +25,34 @@ const META_KEYS: &[&str] = &[
     "_workspace",
 ];
 /// Top-level collections Kong has that this version does not support yet.
-/// (Credential collections, also unsupported at the top level, are in `CONSUMER_CREDENTIALS`.)
-const UNSUPPORTED_COLLECTIONS: &[&str] = &["certificates", "ca_certificates", "snis", "vaults"];
+const UNSUPPORTED_COLLECTIONS: &[&str] = &[
+    "certificates",
+    "ca_certificates",
+    "snis",
+    "vaults",
+    "oauth2_credentials",
+];
 /// Credential collections, nested in consumers or at the top level.
 const CONSUMER_CREDENTIALS: &[&str] = &[
-    "jwt_secrets",
-    "keyauth_credentials",
-    "basicauth_credentials",
-    "hmacauth_credentials",
-    "oauth2_credentials",
-    "acls",
+    JwtSecret::COLLECTION,
+    KeyauthCredential::COLLECTION,
+    BasicauthCredential::COLLECTION,
+    HmacauthCredential::COLLECTION,
+    Acl::COLLECTION,
 ];
+
+/// Sets the consumer of the credential at an index of one credential list.
+type SetParent = fn(&mut ConfigDoc, usize, Option<usize>);
+
+fn set_credential_parent<T: ConsumerCredential>(
+    doc: &mut ConfigDoc,
+    idx: usize,
+    parent: Option<usize>,
+) {
+    if let Some(c) = T::list(doc).get_mut(idx) {
+        c.parent = parent;
+    }
+}
 
 /// An entity's id and name (or username), for resolving references.
 type EntityKeys = (Option<String>, Option<String>);
@@ -56,6 +73,8 @@ struct Decoder<'a> {
     route_service_refs: Vec<(usize, EntityRef)>,
     target_upstream_refs: Vec<(usize, EntityRef)>,
     plugin_refs: Vec<PluginRefs>,
+    /// Top-level credentials' consumers: (path, index in its list, reference, parent setter).
+    credential_consumer_refs: Vec<(String, usize, EntityRef, SetParent)>,
     /// Names and ids of entities that failed to decode: references to them are not reported
     /// again as unknown.
     failed: std::collections::HashSet<String>,
@@ -83,6 +102,7 @@ pub fn decode(mut src: SourceDoc) -> (ConfigDoc, Vec<ConfigError>) {
         route_service_refs: Vec::new(),
         target_upstream_refs: Vec::new(),
         plugin_refs: Vec::new(),
+        credential_consumer_refs: Vec::new(),
         failed: Default::default(),
     };
     d.top_level();
@@ -131,16 +151,23 @@ impl<'a> Decoder<'a> {
                 "targets" => self.each(key, value, |d, p, v| d.target(p, v, None)),
                 "consumers" => self.each(key, value, |d, p, v| d.consumer(p, v)),
                 "plugins" => self.each(key, value, |d, p, v| d.plugin(p, v, PluginScope::default())),
-                k if UNSUPPORTED_COLLECTIONS.contains(&k) || CONSUMER_CREDENTIALS.contains(&k) => {
-                    if !matches!(value, Value::Array(a) if a.is_empty()) && !value.is_null() {
-                        self.err(key.clone(), format!("`{k}` are not supported by this version of Gatehouse"));
-                    }
-                }
+                k if CONSUMER_CREDENTIALS.contains(&k) => self.credentials(k, value, key, None),
+                k if UNSUPPORTED_COLLECTIONS.contains(&k) => self.unsupported(key, k, value),
                 k => self.err(
                     k.to_string(),
-                    format!("unknown top-level field `{k}`; expected one of _format_version, services, routes, upstreams, targets, consumers, plugins"),
+                    format!("unknown top-level field `{k}`; expected one of _format_version, services, routes, upstreams, targets, consumers, plugins, {}", CONSUMER_CREDENTIALS.join(", ")),
                 ),
             }
+        }
+    }
+
+    /// A collection this version does not support: an error unless it is empty.
+    fn unsupported(&mut self, path: &str, collection: &str, value: &Value) {
+        if !matches!(value, Value::Array(a) if a.is_empty()) && !value.is_null() {
+            self.err(
+                path.to_string(),
+                format!("`{collection}` are not supported by this version of Gatehouse"),
+            );
         }
     }
 
@@ -356,20 +383,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn consumer(&mut self, path: String, value: &Value) {
-        if let Value::Object(obj) = value {
-            for k in CONSUMER_CREDENTIALS {
-                if obj
-                    .get(*k)
-                    .is_some_and(|v| !matches!(v, Value::Array(a) if a.is_empty()))
-                {
-                    self.err(
-                        format!("{path}.{k}"),
-                        format!("`{k}` are not supported by this version of Gatehouse"),
-                    );
-                }
-            }
-        }
-        let mut nested = vec!["plugins"];
+        let mut nested = vec!["plugins", "oauth2_credentials"];
         nested.extend_from_slice(CONSUMER_CREDENTIALS);
         let (c, children) = self.entity::<Consumer>(&path, value, &nested);
         let Some(item) = c else { return };
@@ -385,6 +399,14 @@ impl<'a> Decoder<'a> {
             item,
             parent: None,
         });
+        for (key, value) in &children {
+            let at = format!("{path}.{key}");
+            match key.as_str() {
+                "plugins" => {}
+                "oauth2_credentials" => self.unsupported(&at, key, value),
+                _ => self.credentials(key, value, &at, Some(idx)),
+            }
+        }
         self.nested_plugins(
             &path,
             &children,
@@ -393,6 +415,71 @@ impl<'a> Decoder<'a> {
                 ..Default::default()
             },
         );
+    }
+
+    /// A credential collection (`collection` is one of [`CONSUMER_CREDENTIALS`]) at `path`,
+    /// nested in the consumer with index `consumer` or at the top level.
+    fn credentials(
+        &mut self,
+        collection: &str,
+        value: &Value,
+        path: &str,
+        consumer: Option<usize>,
+    ) {
+        match collection {
+            JwtSecret::COLLECTION => self.each(path, value, |d, p, v| {
+                d.credential::<JwtSecret>(p, v, consumer)
+            }),
+            KeyauthCredential::COLLECTION => self.each(path, value, |d, p, v| {
+                d.credential::<KeyauthCredential>(p, v, consumer)
+            }),
+            BasicauthCredential::COLLECTION => self.each(path, value, |d, p, v| {
+                d.credential::<BasicauthCredential>(p, v, consumer)
+            }),
+            HmacauthCredential::COLLECTION => self.each(path, value, |d, p, v| {
+                d.credential::<HmacauthCredential>(p, v, consumer)
+            }),
+            Acl::COLLECTION => {
+                self.each(path, value, |d, p, v| d.credential::<Acl>(p, v, consumer))
+            }
+            _ => {}
+        }
+    }
+
+    fn credential<T: ConsumerCredential>(
+        &mut self,
+        path: String,
+        value: &Value,
+        consumer: Option<usize>,
+    ) {
+        let (c, _) = self.entity::<T>(&path, value, &[]);
+        let Some(item) = c else { return };
+        let idx = T::list(&mut self.doc).len();
+        match (consumer, item.consumer()) {
+            (Some(_), Some(_)) => self.err(
+                format!("{path}.consumer"),
+                "must not be set on a credential nested in a consumer",
+            ),
+            (None, Some(r)) => self.credential_consumer_refs.push((
+                path.clone(),
+                idx,
+                r.clone(),
+                set_credential_parent::<T>,
+            )),
+            (None, None) => self.err(
+                path.clone(),
+                format!(
+                    "a top-level entry of `{}` must name its `consumer`",
+                    T::COLLECTION
+                ),
+            ),
+            (Some(_), None) => {}
+        }
+        T::list(&mut self.doc).push(Located {
+            path,
+            item,
+            parent: consumer,
+        });
     }
 
     fn plugin(&mut self, path: String, value: &Value, scope: PluginScope) {
@@ -453,6 +540,10 @@ impl<'a> Decoder<'a> {
             if let Some(u) = self.resolve(&upstreams, &r, path, "upstream") {
                 self.doc.targets[idx].parent = Some(u);
             }
+        }
+        for (path, idx, r, set_parent) in std::mem::take(&mut self.credential_consumer_refs) {
+            let found = self.resolve(&consumers, &r, format!("{path}.consumer"), "consumer");
+            set_parent(&mut self.doc, idx, found);
         }
         for (idx, s, r, c) in std::mem::take(&mut self.plugin_refs) {
             let base = self.doc.plugins[idx].0.path.clone();

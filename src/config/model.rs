@@ -234,6 +234,135 @@ pub struct Consumer {
     pub updated_at: Option<i64>,
 }
 
+/// A credential collection nested in a consumer, or at the top level with a `consumer` field.
+pub trait ConsumerCredential: serde::de::DeserializeOwned {
+    /// The collection's key in the declarative file (`keyauth_credentials`).
+    const COLLECTION: &'static str;
+    /// The `consumer` reference of a top-level credential.
+    fn consumer(&self) -> Option<&EntityRef>;
+    /// The list of this kind in a document.
+    fn list(doc: &mut ConfigDoc) -> &mut Vec<Located<Self>>
+    where
+        Self: Sized;
+}
+
+macro_rules! consumer_credential {
+    ($ty:ident, $collection:literal, $field:ident) => {
+        impl ConsumerCredential for $ty {
+            const COLLECTION: &'static str = $collection;
+            fn consumer(&self) -> Option<&EntityRef> {
+                self.consumer.as_ref()
+            }
+            fn list(doc: &mut ConfigDoc) -> &mut Vec<Located<Self>> {
+                &mut doc.credentials.$field
+            }
+        }
+    };
+}
+
+/// Kong `keyauth_credentials`: an API key of a consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyauthCredential {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub key: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub consumer: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+consumer_credential!(KeyauthCredential, "keyauth_credentials", keyauth);
+
+/// Kong `jwt_secrets`: a key (matched against the token's `key_claim_name` claim) with the
+/// algorithm and the secret or public key its tokens are signed with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSecret {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub key: String,
+    #[serde(default = "default_jwt_algorithm")]
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub rsa_public_key: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub consumer: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+consumer_credential!(JwtSecret, "jwt_secrets", jwt);
+
+fn default_jwt_algorithm() -> String {
+    "HS256".into()
+}
+
+/// Kong `basicauth_credentials`. The password is hashed when the configuration is compiled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicauthCredential {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub consumer: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+consumer_credential!(BasicauthCredential, "basicauth_credentials", basicauth);
+
+/// Kong `hmacauth_credentials`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacauthCredential {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub username: String,
+    pub secret: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub consumer: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+consumer_credential!(HmacauthCredential, "hmacauth_credentials", hmacauth);
+
+/// Kong `acls`: a consumer's membership of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub group: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub consumer: Option<EntityRef>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+consumer_credential!(Acl, "acls", acls);
+
+/// Every credential of every consumer; `parent` is the consumer's index.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Credentials {
+    pub keyauth: Vec<Located<KeyauthCredential>>,
+    pub jwt: Vec<Located<JwtSecret>>,
+    pub basicauth: Vec<Located<BasicauthCredential>>,
+    pub hmacauth: Vec<Located<HmacauthCredential>>,
+    pub acls: Vec<Located<Acl>>,
+}
+
 /// Kong `plugins` entity. `config` is validated by the plugin's own typed schema at compile time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,6 +426,7 @@ pub struct ConfigDoc {
     /// `parent` is the index of the target's upstream.
     pub targets: Vec<Located<Target>>,
     pub consumers: Vec<Located<Consumer>>,
+    pub credentials: Credentials,
     pub plugins: Vec<(Located<Plugin>, PluginScope)>,
 }
 

@@ -98,7 +98,11 @@ mod tests {
     use serde_json::json;
 
     fn inst(name: &str, config: serde_json::Value) -> Arc<PluginInstance> {
-        Arc::new(PluginInstance::build(name, &config).unwrap_or_else(|e| panic!("{e:?}")))
+        let consumers = Arc::new(crate::consumers::Consumers::default());
+        let ctx = crate::plugins::BuildContext {
+            consumers: &consumers,
+        };
+        Arc::new(PluginInstance::build(name, &config, &ctx).unwrap_or_else(|e| panic!("{e:?}")))
     }
 
     fn status_of(chain: &Chain) -> Vec<u16> {

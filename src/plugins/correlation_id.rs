@@ -86,7 +86,7 @@ impl Plugin for CorrelationId {
     const PRIORITY: i32 = 100_001;
     type Config = Config;
 
-    fn new(c: Config) -> Result<Self, Vec<(String, String)>> {
+    fn new(c: Config, _: &super::BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let header = HeaderName::from_bytes(c.header_name.as_bytes()).ok();
         if header.is_none() {

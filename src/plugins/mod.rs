@@ -12,20 +12,27 @@
 //! Dispatch is static: [`PluginInstance`] is an enum over every plugin type, so the async phase
 //! needs no boxing and the compiler sees through every call.
 
+pub mod acl;
+pub mod auth;
+pub mod basic_auth;
 pub mod chain;
 pub mod correlation_id;
 pub mod ip_restriction;
+pub mod key_auth;
+pub mod query;
 pub mod request_termination;
 pub mod request_transformer;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::consumers::Consumers;
 use crate::proxy::body::ProxyBody;
 
 pub use chain::{Chain, PluginScopeKey, resolve_chain};
@@ -47,8 +54,11 @@ pub struct RequestCtx {
     pub route: Option<usize>,
     /// Index of the route's service in the snapshot, if any.
     pub service: Option<usize>,
-    /// Index of the authenticated consumer, once an authentication plugin sets it.
+    /// Index of the authenticated consumer, once an authentication plugin sets it (or of the
+    /// `anonymous` consumer when authentication failed and the plugin allows that).
     pub consumer: Option<usize>,
+    /// The id of the credential that authenticated the request (`None` when anonymous).
+    pub credential: Option<http::HeaderValue>,
     /// Typed per-plugin state (allocated only when a plugin uses it).
     pub extensions: http::Extensions,
 }
@@ -62,6 +72,12 @@ pub enum Flow {
     Respond(Box<Response<ProxyBody>>),
 }
 
+/// What a plugin may look at when it is built: the configuration's consumers and their
+/// credential tables (shared by every instance of one configuration).
+pub struct BuildContext<'a> {
+    pub consumers: &'a Arc<Consumers>,
+}
+
 /// A plugin: a priority, a typed configuration and the phases it takes part in.
 ///
 /// Instances are built once per configuration load from their typed config and shared by every
@@ -73,9 +89,12 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     const PRIORITY: i32;
     /// The typed `config` object (`#[serde(deny_unknown_fields)]`, defaults as Kong's).
     type Config: DeserializeOwned;
+    /// Whether the plugin may be configured on a consumer (authentication plugins may not:
+    /// they are what identifies the consumer).
+    const CONSUMER_SCOPED: bool = true;
 
     /// Build an instance; errors name the config field (`status_code`) and what is wrong.
-    fn new(config: Self::Config) -> Result<Self, Vec<(String, String)>>;
+    fn new(config: Self::Config, ctx: &BuildContext<'_>) -> Result<Self, Vec<(String, String)>>;
 
     /// Request phase, after routing (and before the upstream is picked). Runs in descending
     /// priority. Return [`Flow::Respond`] to answer the client directly.
@@ -111,9 +130,13 @@ macro_rules! plugin_registry {
 
         impl PluginInstance {
             /// Build a plugin from its name and raw `config`; errors are `(field path, message)`.
-            pub fn build(name: &str, config: &serde_json::Value) -> Result<Self, Vec<(String, String)>> {
+            pub fn build(
+                name: &str,
+                config: &serde_json::Value,
+                ctx: &BuildContext<'_>,
+            ) -> Result<Self, Vec<(String, String)>> {
                 match name {
-                    $(<$ty as Plugin>::NAME => build_typed::<$ty>(config).map(PluginInstance::$variant),)*
+                    $(<$ty as Plugin>::NAME => build_typed::<$ty>(config, ctx).map(PluginInstance::$variant),)*
                     _ => Err(vec![(String::new(), format!(
                         "plugin '{name}' not enabled; known plugins: {}", KNOWN_PLUGINS.join(", ")
                     ))]),
@@ -124,6 +147,13 @@ macro_rules! plugin_registry {
             }
             pub fn priority(&self) -> i32 {
                 match self { $(PluginInstance::$variant(_) => <$ty as Plugin>::PRIORITY),* }
+            }
+            /// Whether a plugin of this name may be scoped to a consumer (`None`: unknown name).
+            pub fn consumer_scoped(name: &str) -> Option<bool> {
+                match name {
+                    $(<$ty as Plugin>::NAME => Some(<$ty as Plugin>::CONSUMER_SCOPED),)*
+                    _ => None,
+                }
             }
             pub async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
                 match self { $(PluginInstance::$variant(p) => p.on_request(ctx, req).await),* }
@@ -142,13 +172,19 @@ macro_rules! plugin_registry {
 }
 
 plugin_registry! {
+    Acl => acl::Acl,
+    BasicAuth => basic_auth::BasicAuth,
     CorrelationId => correlation_id::CorrelationId,
     IpRestriction => ip_restriction::IpRestriction,
+    KeyAuth => key_auth::KeyAuth,
     RequestTermination => request_termination::RequestTermination,
     RequestTransformer => request_transformer::RequestTransformer,
 }
 
-fn build_typed<P: Plugin>(config: &serde_json::Value) -> Result<P, Vec<(String, String)>> {
+fn build_typed<P: Plugin>(
+    config: &serde_json::Value,
+    ctx: &BuildContext<'_>,
+) -> Result<P, Vec<(String, String)>> {
     // Kong fills a missing `config` with the schema defaults: an empty object does the same here.
     let raw = if config.is_null() {
         serde_json::Value::Object(Default::default())
@@ -160,7 +196,7 @@ fn build_typed<P: Plugin>(config: &serde_json::Value) -> Result<P, Vec<(String, 
         let path = if path == "." { String::new() } else { path };
         vec![(path, e.into_inner().to_string())]
     })?;
-    P::new(typed)
+    P::new(typed, ctx)
 }
 
 /// A small JSON response used by the gateway and by plugins: `{"message": "..."}`.

@@ -93,7 +93,7 @@ impl Plugin for RequestTermination {
     const PRIORITY: i32 = 2;
     type Config = Config;
 
-    fn new(c: Config) -> Result<Self, Vec<(String, String)>> {
+    fn new(c: Config, _: &super::BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let status = StatusCode::from_u16(c.status_code)
             .ok()

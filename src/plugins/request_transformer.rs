@@ -101,7 +101,7 @@ impl Plugin for RequestTransformer {
     const PRIORITY: i32 = 801;
     type Config = Config;
 
-    fn new(c: Config) -> Result<Self, Vec<(String, String)>> {
+    fn new(c: Config, _: &super::BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
         for (name, section) in [
             ("remove", &c.remove),

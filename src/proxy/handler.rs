@@ -18,7 +18,7 @@ use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
-use crate::plugins::{Chain, Flow, RequestCtx};
+use crate::plugins::{Chain, Flow, RequestCtx, resolve_chain};
 use crate::router::{RequestView, RouteMatch};
 use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
 
@@ -80,6 +80,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         route: None,
         service: None,
         consumer: None,
+        credential: None,
         extensions: http::Extensions::new(),
     };
 
@@ -130,40 +131,36 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
                     route.strip_path,
                     route.path_handling,
                 );
-                let uri = if upstream == parts.uri.path() {
-                    Ok(None)
-                } else {
-                    join_query(&upstream, parts.uri.query()).map(Some)
-                };
+                // Joined with the query after plugins ran: they may edit the query.
+                let upstream = (upstream != parts.uri.path()).then(|| upstream.into_owned());
                 let fwd_path = HeaderValue::from_str(&path).ok();
-                uri.map(|uri| (m.route, uri, fwd_path))
+                Ok((m.route, upstream, fwd_path))
             }
             RouteMatch::MethodNotAllowed { allow } => Err(ProxyError::MethodNotAllowed(allow)),
             RouteMatch::NotFound => Err(ProxyError::NoRoute),
         }
     };
-    let (route_idx, upstream_uri, fwd_path) = match routed {
+    let (route_idx, upstream_path, fwd_path) = match routed {
         Ok(r) => r,
         Err(e) => return respond_unrouted(&snap.global_chain, &mut ctx, &mut parts, e).await,
     };
     let route = &snap.routes[route_idx];
     ctx.route = Some(route_idx);
     ctx.service = route.service;
-    let chain = &route.chain;
 
     if !route.allows_http {
         let resp = https_required(route.https_redirect, &parts);
-        return finish(chain, &mut ctx, resp);
+        return finish(&route.chain, &mut ctx, resp);
     }
 
     // Hop-by-hop headers go before plugins run, so that a client's `Connection` list cannot
     // remove headers a plugin adds (a correlation id, say).
     remove_hop_by_hop(&mut parts.headers);
-    for plugin in chain.iter() {
-        if let Flow::Respond(resp) = plugin.on_request(&mut ctx, &mut parts).await {
-            return finish(chain, &mut ctx, *resp);
-        }
-    }
+    let consumer_chain = match run_request_phase(&snap, route_idx, &mut ctx, &mut parts).await {
+        Ok(c) => c,
+        Err((chain, resp)) => return finish(&chain, &mut ctx, resp),
+    };
+    let chain = consumer_chain.as_ref().unwrap_or(&route.chain);
 
     let Some(service) = route.service.and_then(|s| snap.services.get(s)) else {
         return finish(chain, &mut ctx, ProxyError::NoService.into_response());
@@ -171,11 +168,14 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
 
     // The upstream request head.
     let client_host = parts.headers.get(header::HOST).cloned();
-    if let Some(uri) = upstream_uri {
-        parts.uri = uri;
+    if let Some(path) = upstream_path {
+        match join_query(path, parts.uri.query()) {
+            Ok(uri) => parts.uri = uri,
+            Err(e) => return finish(chain, &mut ctx, e.into_response()),
+        }
     } else if parts.uri.scheme().is_some() {
         // absolute-form from the client: forward origin-form
-        match join_query(parts.uri.path(), parts.uri.query()) {
+        match join_query(parts.uri.path().to_owned(), parts.uri.query()) {
             Ok(uri) => parts.uri = uri,
             Err(e) => return finish(chain, &mut ctx, e.into_response()),
         }
@@ -234,14 +234,64 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     }
 }
 
+/// The request phase of the route's chain. When an authentication plugin identifies a consumer
+/// that has plugins of its own, the rest of the phase runs on the chain resolved for that
+/// consumer (Kong's precedence), which is returned for the later phases. On an early answer,
+/// returns the chain in force with the response.
+async fn run_request_phase(
+    snap: &Snapshot,
+    route_idx: usize,
+    ctx: &mut RequestCtx,
+    parts: &mut http::request::Parts,
+) -> Result<Option<Chain>, (Chain, Response<ProxyBody>)> {
+    let route = &snap.routes[route_idx];
+    let mut consumer_chain: Option<Chain> = None;
+    let mut next = 0;
+    loop {
+        let chain = consumer_chain.as_ref().unwrap_or(&route.chain);
+        let Some(plugin) = chain.0.get(next) else {
+            return Ok(consumer_chain);
+        };
+        let consumer_before = ctx.consumer;
+        if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
+            return Err((chain.clone(), *resp));
+        }
+        next += 1;
+        if ctx.consumer != consumer_before
+            && let Some(consumer) = ctx.consumer
+            && snap.consumers.get(consumer).is_some_and(|c| c.has_plugins)
+        {
+            let ran = (plugin.priority(), plugin.name());
+            let resolved = resolve_chain(
+                &snap.plugins,
+                Some(route_idx),
+                route.service,
+                Some(consumer),
+            );
+            // Go on after the plugin that just ran, in the new chain's order.
+            next = resolved
+                .iter()
+                .position(|p| runs_after((p.priority(), p.name()), ran))
+                .unwrap_or(resolved.0.len());
+            consumer_chain = Some(resolved);
+        }
+    }
+}
+
+/// Chains run by descending priority, then by name.
+fn runs_after(plugin: (i32, &str), other: (i32, &str)) -> bool {
+    plugin.0 < other.0 || (plugin.0 == other.0 && plugin.1 > other.1)
+}
+
 /// The upstream request target. Both parts were validated (the path by normalisation and the
 /// service's path at config time), so only length can make it unrepresentable: 414.
-fn join_query(path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-    let s = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    s.parse().map_err(|_| ProxyError::UriTooLong)
+fn join_query(mut path: String, query: Option<&str>) -> Result<Uri, ProxyError> {
+    if let Some(q) = query {
+        path.reserve_exact(q.len() + 1);
+        path.push('?');
+        path.push_str(q);
+    }
+    Uri::try_from(path).map_err(|_| ProxyError::UriTooLong)
 }
 
 fn https_required(status: StatusCode, parts: &http::request::Parts) -> Response<ProxyBody> {

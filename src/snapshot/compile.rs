@@ -12,7 +12,8 @@ use super::{RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt}
 use crate::balancer::WeightedRoundRobin;
 use crate::config::model::{Route, Service, Target, Upstream};
 use crate::config::{ConfigDoc, ConfigError, Locator};
-use crate::plugins::{PluginInstance, PluginScopeKey, resolve_chain};
+use crate::consumers::Consumers;
+use crate::plugins::{BuildContext, PluginInstance, PluginScopeKey, resolve_chain};
 use crate::proxy::path::PathHandling;
 use crate::router::{RouteSpec, RouterBuilder};
 
@@ -126,6 +127,19 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         .map(|s| compile_service(&mut errors, &s.path, &s.item, &doc))
         .collect();
 
+    let consumers = match Consumers::compile(&doc) {
+        Ok(c) => c,
+        Err(list) => {
+            for (path, message) in list {
+                errors.push(path, message);
+            }
+            Arc::new(Consumers::default())
+        }
+    };
+    let build_ctx = BuildContext {
+        consumers: &consumers,
+    };
+
     // Plugins: build every instance (also disabled ones, so their config is validated).
     let mut instances: Vec<(PluginScopeKey, Arc<PluginInstance>)> = Vec::new();
     let mut seen_scopes: HashSet<(String, PluginScopeKey)> = HashSet::new();
@@ -155,15 +169,18 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
                 ),
             );
         }
-        if scope.consumer.is_some() {
-            // No plugin can identify a consumer yet, so such a plugin could never run.
+        if scope.consumer.is_some() && PluginInstance::consumer_scoped(&p.item.name) == Some(false)
+        {
             errors.push(
                 format!("{}.consumer", p.path),
-                "consumer-scoped plugins are not supported by this version of Gatehouse (no authentication plugin can identify a consumer yet)",
+                format!(
+                    "plugin `{}` cannot be configured on a consumer (it is what identifies the consumer)",
+                    p.item.name
+                ),
             );
         }
         let config = p.item.config.clone().unwrap_or(serde_json::Value::Null);
-        match PluginInstance::build(&p.item.name, &config) {
+        match PluginInstance::build(&p.item.name, &config, &build_ctx) {
             Ok(inst) => {
                 if p.item.enabled && p.item.protocols.iter().any(|x| x == "http") {
                     instances.push((
@@ -233,6 +250,8 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         services,
         upstreams,
         global_chain,
+        plugins: instances,
+        consumers,
         doc,
     })
 }

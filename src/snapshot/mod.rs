@@ -14,7 +14,8 @@ use http::{HeaderValue, StatusCode};
 
 use crate::balancer::WeightedRoundRobin;
 use crate::config::ConfigDoc;
-use crate::plugins::Chain;
+use crate::consumers::Consumers;
+use crate::plugins::{Chain, PluginInstance, PluginScopeKey};
 use crate::proxy::path::PathHandling;
 use crate::router::Router;
 
@@ -50,6 +51,10 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamRt>,
     /// Plugins configured globally: they run for requests no route matched.
     pub global_chain: Chain,
+    /// Every enabled plugin instance with its scope, for chains that depend on the consumer
+    /// (resolved when a request's consumer has plugins of its own).
+    pub plugins: Vec<(PluginScopeKey, Arc<PluginInstance>)>,
+    pub consumers: Arc<Consumers>,
     /// The document this snapshot was compiled from (for export and diffing).
     pub doc: ConfigDoc,
 }

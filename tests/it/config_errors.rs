@@ -85,7 +85,7 @@ plugins:
 #[test]
 fn schema_errors_are_all_reported() {
     let errs = errors(
-        "_format_version: \"3.0\"\nservices:\n- name: a\n  url: http://a\n  retries: lots\n  colour: red\n  routes:\n  - paths: [/a]\n    methods: GET\n    bogus: true\nconsumers:\n- custom_id: c\n  jwt_secrets: [{key: k}]\nunknown_top: 1\n",
+        "_format_version: \"3.0\"\nservices:\n- name: a\n  url: http://a\n  retries: lots\n  colour: red\n  routes:\n  - paths: [/a]\n    methods: GET\n    bogus: true\nconsumers:\n- custom_id: c\n  oauth2_credentials: [{name: app}]\nunknown_top: 1\n",
     );
     assert!(
         find(&errs, "services[0].retries")
@@ -104,7 +104,7 @@ fn schema_errors_are_all_reported() {
             .contains("sequence")
     );
     assert!(
-        find(&errs, "consumers[0].jwt_secrets")
+        find(&errs, "consumers[0].oauth2_credentials")
             .message
             .contains("not supported")
     );
@@ -163,12 +163,12 @@ fn unsupported_features_are_errors_not_silence() {
 #[test]
 fn consumer_plugins_duplicate_targets_and_bad_ports() {
     let errs = errors(
-        "_format_version: \"3.0\"\nconsumers:\n- username: alice\n  plugins:\n  - name: correlation-id\nupstreams:\n- name: u\n  targets:\n  - target: 10.0.0.1:80\n  - target: 10.0.0.1:80\nservices:\n- name: s\n  host: example.com\n  port: 0\n",
+        "_format_version: \"3.0\"\nconsumers:\n- username: alice\n  plugins:\n  - name: key-auth\nupstreams:\n- name: u\n  targets:\n  - target: 10.0.0.1:80\n  - target: 10.0.0.1:80\nservices:\n- name: s\n  host: example.com\n  port: 0\n",
     );
     assert!(
         find(&errs, "consumers[0].plugins[0].consumer")
             .message
-            .contains("consumer-scoped")
+            .contains("cannot be configured on a consumer")
     );
     assert!(
         find(&errs, "upstreams[0].targets[1].target")

@@ -60,7 +60,7 @@ impl Plugin for IpRestriction {
     const PRIORITY: i32 = 990;
     type Config = Config;
 
-    fn new(c: Config) -> Result<Self, Vec<(String, String)>> {
+    fn new(c: Config, _: &super::BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let mut allow = CidrSet::default();
         let mut deny = CidrSet::default();

@@ -1,0 +1,325 @@
+//! `key-auth` (Kong priority 1250): authenticate a consumer by an API key sent in a header or
+//! a query parameter.
+//!
+//! Config (Kong's): `key_names` (default `[apikey]`; each name is looked for as a header, then
+//! as a query parameter), `key_in_header`, `key_in_query`, `hide_credentials`, `anonymous`,
+//! `run_on_preflight`, `realm`. `key_in_body` is accepted only as `false` in this version.
+//!
+//! Answers: no key → `401 {"message":"No API key found in request"}` with
+//! `WWW-Authenticate: Key realm="gatehouse"`; the same key name given twice → 401; an unknown
+//! key → `403 {"message":"Invalid authentication credentials"}`. On success the upstream gets
+//! the consumer headers (see [`super::auth`]) and `X-API-Key-Owner` (the consumer's username).
+//!
+//! Keys are looked up by their SHA-256 digest, so neither the hash table's probing nor a string
+//! comparison can reveal through timing how much of a guessed key was right.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::digest;
+use http::StatusCode;
+use http::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::auth::{self, AuthCommon};
+use super::{BuildContext, Flow, Plugin, RequestCtx, query};
+use crate::config::model::{KeyauthCredential, Located};
+use crate::consumers::{Consumers, CredentialId, credential_id};
+
+pub const X_API_KEY_OWNER: HeaderName = HeaderName::from_static("x-api-key-owner");
+
+fn default_key_names() -> Vec<String> {
+    vec!["apikey".into()]
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_key_names")]
+    pub key_names: Vec<String>,
+    #[serde(default)]
+    pub hide_credentials: bool,
+    #[serde(default)]
+    pub anonymous: Option<String>,
+    #[serde(default = "default_true")]
+    pub key_in_header: bool,
+    #[serde(default = "default_true")]
+    pub key_in_query: bool,
+    #[serde(default)]
+    pub key_in_body: bool,
+    #[serde(default = "default_true")]
+    pub run_on_preflight: bool,
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+/// One key name: the query parameter name, and the header name when it is a valid one.
+struct KeyName {
+    name: String,
+    header: Option<HeaderName>,
+}
+
+pub struct KeyAuth {
+    names: Vec<KeyName>,
+    in_header: bool,
+    in_query: bool,
+    hide_credentials: bool,
+    common: AuthCommon,
+    challenge: HeaderValue,
+    consumers: std::sync::Arc<Consumers>,
+}
+
+/// Where a key was found, so `hide_credentials` can remove it.
+enum Found {
+    Header(HeaderName),
+    Query(String),
+}
+
+/// Why no consumer could be identified.
+enum Failure {
+    Missing,
+    Duplicate,
+    Invalid,
+}
+
+impl Plugin for KeyAuth {
+    const NAME: &'static str = "key-auth";
+    const PRIORITY: i32 = 1250;
+    const CONSUMER_SCOPED: bool = false;
+    type Config = Config;
+
+    fn new(c: Config, ctx: &BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        if c.key_names.is_empty() {
+            errors.push(("key_names".into(), "must not be empty".into()));
+        }
+        let names = c
+            .key_names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                if n.is_empty() || n.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                    errors.push((
+                        format!("key_names[{i}]"),
+                        "must be a non-empty name without spaces or control characters".into(),
+                    ));
+                    return None;
+                }
+                Some(KeyName {
+                    name: n.clone(),
+                    header: HeaderName::from_bytes(n.as_bytes()).ok(),
+                })
+            })
+            .collect();
+        if c.key_in_body {
+            errors.push((
+                "key_in_body".into(),
+                "keys in the request body are not supported by this version of Gatehouse".into(),
+            ));
+        }
+        let realm = c.realm.as_deref().unwrap_or("gatehouse");
+        if let Err(e) = auth::check_realm(realm) {
+            errors.extend(e);
+        }
+        let common = match AuthCommon::new(c.anonymous.as_deref(), c.run_on_preflight, ctx) {
+            Ok(common) => Some(common),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        match common {
+            Some(common) if errors.is_empty() => Ok(KeyAuth {
+                names,
+                in_header: c.key_in_header,
+                in_query: c.key_in_query,
+                hide_credentials: c.hide_credentials,
+                common,
+                challenge: auth::challenge("Key", realm),
+                consumers: ctx.consumers.clone(),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
+        if self.common.skip(ctx, &req.method) {
+            return Flow::Continue;
+        }
+        let outcome = self.identify(req);
+        let failure = match outcome {
+            Ok((cred, found)) => {
+                if self.hide_credentials {
+                    hide(req, found);
+                }
+                auth::set_consumer(
+                    ctx,
+                    &mut req.headers,
+                    &self.consumers,
+                    cred.consumer,
+                    Some(&cred.id),
+                );
+                let owner = self.consumers.get(cred.consumer).map(|c| {
+                    c.username_header
+                        .as_ref()
+                        .or(c.custom_id_header.as_ref())
+                        .unwrap_or(&c.id_header)
+                        .clone()
+                });
+                auth::set_or_remove(&mut req.headers, X_API_KEY_OWNER, owner.as_ref());
+                return Flow::Continue;
+            }
+            Err(f) => f,
+        };
+        req.headers.remove(X_API_KEY_OWNER);
+        self.common
+            .fail(ctx, &mut req.headers, &self.consumers, || match failure {
+                Failure::Missing => auth::refusal(
+                    StatusCode::UNAUTHORIZED,
+                    "No API key found in request",
+                    Some(&self.challenge),
+                ),
+                Failure::Duplicate => auth::refusal(
+                    StatusCode::UNAUTHORIZED,
+                    "Duplicate API key found",
+                    Some(&self.challenge),
+                ),
+                Failure::Invalid => auth::refusal(
+                    StatusCode::FORBIDDEN,
+                    "Invalid authentication credentials",
+                    None,
+                ),
+            })
+    }
+}
+
+impl KeyAuth {
+    /// Find the key (first name first; for each name the header, then the query) and its
+    /// credential.
+    fn identify(&self, req: &http::request::Parts) -> Result<(&KeyCredential, Found), Failure> {
+        for name in &self.names {
+            if self.in_header
+                && let Some(header) = &name.header
+            {
+                let mut values = req.headers.get_all(header).iter();
+                if let Some(first) = values.next() {
+                    if values.next().is_some() {
+                        return Err(Failure::Duplicate);
+                    }
+                    let key = first.as_bytes();
+                    if !key.is_empty() {
+                        return self
+                            .consumers
+                            .keyauth
+                            .lookup(key)
+                            .map(|c| (c, Found::Header(header.clone())))
+                            .ok_or(Failure::Invalid);
+                    }
+                }
+            }
+            if self.in_query
+                && let Some(q) = req.uri.query()
+            {
+                let values = query::values(q, &name.name);
+                if values.len() > 1 {
+                    return Err(Failure::Duplicate);
+                }
+                if let Some(key) = values.first().filter(|k| !k.is_empty()) {
+                    return self
+                        .consumers
+                        .keyauth
+                        .lookup(key.as_bytes())
+                        .map(|c| (c, Found::Query(name.name.clone())))
+                        .ok_or(Failure::Invalid);
+                }
+            }
+        }
+        Err(Failure::Missing)
+    }
+}
+
+fn hide(req: &mut http::request::Parts, found: Found) {
+    match found {
+        Found::Header(h) => {
+            req.headers.remove(h);
+        }
+        Found::Query(name) => {
+            if let Some(q) = req.uri.query() {
+                let rest = query::without(q, &name);
+                query::set_query(&mut req.uri, rest.as_deref());
+            }
+        }
+    }
+}
+
+/// A key's consumer and credential id.
+pub struct KeyCredential {
+    pub consumer: usize,
+    pub id: CredentialId,
+}
+
+/// Every API key of a configuration, by SHA-256 digest.
+#[derive(Default)]
+pub struct KeyIndex {
+    by_digest: HashMap<[u8; 32], KeyCredential>,
+}
+
+fn key_digest(key: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl KeyIndex {
+    pub fn compile(
+        credentials: &[Located<KeyauthCredential>],
+        consumer_ids: &[&str],
+        errors: &mut Vec<(String, String)>,
+    ) -> KeyIndex {
+        let mut by_digest = HashMap::with_capacity(credentials.len());
+        let mut per_consumer: HashMap<usize, usize> = HashMap::new();
+        for c in credentials {
+            let Some(consumer) = c.parent else { continue };
+            if c.item.key.is_empty() {
+                errors.push((format!("{}.key", c.path), "must not be empty".into()));
+                continue;
+            }
+            let n = per_consumer.entry(consumer).or_default();
+            *n += 1;
+            let id = credential_id(
+                c.item.id.as_deref(),
+                "keyauth_credentials",
+                consumer_ids.get(consumer).copied().unwrap_or(""),
+                &n.to_string(),
+            );
+            let cred = KeyCredential { consumer, id };
+            if by_digest
+                .insert(key_digest(c.item.key.as_bytes()), cred)
+                .is_some()
+            {
+                // The key itself is a secret: the message does not repeat it.
+                errors.push((
+                    format!("{}.key", c.path),
+                    "another key-auth credential has the same key".into(),
+                ));
+            }
+        }
+        KeyIndex { by_digest }
+    }
+
+    /// The credential of `key`, if any.
+    pub fn lookup(&self, key: &[u8]) -> Option<&KeyCredential> {
+        self.by_digest.get(&key_digest(key))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
