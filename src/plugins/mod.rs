@@ -15,6 +15,7 @@
 pub mod chain;
 pub mod correlation_id;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod request_termination;
 pub mod request_transformer;
 
