@@ -841,6 +841,107 @@ impl<'a> Token<'a> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Claims
+// ---------------------------------------------------------------------------------------------
+
+/// A NumericDate claim (RFC 7519: seconds since the epoch, integer or not).
+fn numeric_date(claims: &Claims, name: &'static str) -> Result<f64, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Err(TokenError::MissingClaim(Cow::Borrowed(name))),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or(TokenError::InvalidClaim(Cow::Borrowed(name))),
+        Some(_) => Err(TokenError::InvalidClaim(Cow::Borrowed(name))),
+    }
+}
+
+/// `exp` must be present, a number, and later than `now - leeway` (`exp <= now - leeway` is
+/// expired). `now` is seconds since the Unix epoch.
+pub fn check_exp(claims: &Claims, now: u64, leeway: u64) -> Result<(), TokenError> {
+    let exp = numeric_date(claims, "exp")?;
+    if exp <= now as f64 - leeway as f64 {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
+}
+
+/// `nbf` must be present, a number, and not later than `now + leeway`.
+pub fn check_nbf(claims: &Claims, now: u64, leeway: u64) -> Result<(), TokenError> {
+    let nbf = numeric_date(claims, "nbf")?;
+    if nbf > now as f64 + leeway as f64 {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// `exp` must be present, a number, and no later than `now + max` (Kong's
+/// `maximum_expiration`, in seconds).
+pub fn check_max_expiration(claims: &Claims, now: u64, max: u64) -> Result<(), TokenError> {
+    let exp = numeric_date(claims, "exp")?;
+    if exp > now as f64 + max as f64 {
+        return Err(TokenError::ExceedsMaximumExpiration);
+    }
+    Ok(())
+}
+
+/// `iss` must be present, a string, and one of `allowed`.
+pub fn check_issuer<S: AsRef<str>>(claims: &Claims, allowed: &[S]) -> Result<(), TokenError> {
+    match claims.get("iss") {
+        None | Some(Value::Null) => Err(TokenError::MissingClaim(Cow::Borrowed("iss"))),
+        Some(Value::String(iss)) => {
+            if allowed.iter().any(|a| a.as_ref() == iss) {
+                Ok(())
+            } else {
+                Err(TokenError::WrongIssuer)
+            }
+        }
+        Some(_) => Err(TokenError::InvalidClaim(Cow::Borrowed("iss"))),
+    }
+}
+
+/// `aud` must be present, a string or an array of strings, and (one of) its values one of
+/// `allowed`.
+pub fn check_audience<S: AsRef<str>>(claims: &Claims, allowed: &[S]) -> Result<(), TokenError> {
+    let is_allowed = |aud: &str| allowed.iter().any(|a| a.as_ref() == aud);
+    match claims.get("aud") {
+        None | Some(Value::Null) => Err(TokenError::MissingClaim(Cow::Borrowed("aud"))),
+        Some(Value::String(aud)) => {
+            if is_allowed(aud) {
+                Ok(())
+            } else {
+                Err(TokenError::WrongAudience)
+            }
+        }
+        Some(Value::Array(auds)) => {
+            let mut matched = false;
+            for aud in auds {
+                match aud {
+                    Value::String(aud) => matched |= is_allowed(aud),
+                    _ => return Err(TokenError::InvalidClaim(Cow::Borrowed("aud"))),
+                }
+            }
+            if matched {
+                Ok(())
+            } else {
+                Err(TokenError::WrongAudience)
+            }
+        }
+        Some(_) => Err(TokenError::InvalidClaim(Cow::Borrowed("aud"))),
+    }
+}
+
+/// Every claim in `names` must be present (and not null); the first missing one is reported.
+pub fn check_required<S: AsRef<str>>(claims: &Claims, names: &[S]) -> Result<(), TokenError> {
+    for name in names {
+        let name = name.as_ref();
+        if claims.get(name).is_none_or(Value::is_null) {
+            return Err(TokenError::MissingClaim(Cow::Owned(name.to_owned())));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -875,6 +976,13 @@ mod tests {
 
     fn payload() -> Value {
         json!({ "sub": "alice", "iss": "issuer-a", "exp": NOW + 60 })
+    }
+
+    fn claims(v: Value) -> Claims {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
     }
 
     fn parse_err(token: &str) -> TokenError {
@@ -1369,6 +1477,189 @@ mod tests {
 
     fn parse_err_with(token: &str, max: usize) -> TokenError {
         parse(token, max).unwrap_err()
+    }
+
+    #[test]
+    fn exp_with_leeway_edges() {
+        let c = |exp: Value| claims(json!({ "exp": exp }));
+        // exp <= now - leeway is expired.
+        assert_eq!(check_exp(&c(json!(NOW + 1)), NOW, 0), Ok(()));
+        assert_eq!(check_exp(&c(json!(NOW)), NOW, 0), Err(TokenError::Expired));
+        assert_eq!(
+            check_exp(&c(json!(NOW - 30)), NOW, 30),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(check_exp(&c(json!(NOW - 29)), NOW, 30), Ok(()));
+        // NumericDate may be fractional.
+        assert_eq!(check_exp(&c(json!(NOW as f64 + 0.5)), NOW, 0), Ok(()));
+        assert_eq!(
+            check_exp(&c(json!(NOW as f64 - 0.5)), NOW, 0),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(check_exp(&c(json!(-1)), NOW, 0), Err(TokenError::Expired));
+        // Leeway larger than now does not wrap around.
+        assert_eq!(check_exp(&c(json!(0)), 10, 100), Ok(()));
+        assert_eq!(
+            check_exp(&claims(json!({})), NOW, 0),
+            Err(TokenError::MissingClaim("exp".into()))
+        );
+        assert_eq!(
+            check_exp(&c(Value::Null), NOW, 0),
+            Err(TokenError::MissingClaim("exp".into()))
+        );
+        for bad in [
+            json!("1700000000"),
+            json!(true),
+            json!([NOW + 60]),
+            json!({}),
+        ] {
+            assert_eq!(
+                check_exp(&c(bad), NOW, 0),
+                Err(TokenError::InvalidClaim("exp".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn nbf_with_leeway_edges() {
+        let c = |nbf: Value| claims(json!({ "nbf": nbf }));
+        // nbf > now + leeway is not yet valid.
+        assert_eq!(check_nbf(&c(json!(NOW)), NOW, 0), Ok(()));
+        assert_eq!(
+            check_nbf(&c(json!(NOW + 1)), NOW, 0),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(check_nbf(&c(json!(NOW + 30)), NOW, 30), Ok(()));
+        assert_eq!(
+            check_nbf(&c(json!(NOW + 31)), NOW, 30),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            check_nbf(&c(json!(NOW as f64 + 0.5)), NOW, 0),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            check_nbf(&claims(json!({})), NOW, 0),
+            Err(TokenError::MissingClaim("nbf".into()))
+        );
+        assert_eq!(
+            check_nbf(&c(json!("soon")), NOW, 0),
+            Err(TokenError::InvalidClaim("nbf".into()))
+        );
+    }
+
+    #[test]
+    fn maximum_expiration() {
+        let c = |exp: u64| claims(json!({ "exp": exp }));
+        assert_eq!(check_max_expiration(&c(NOW + 3600), NOW, 3600), Ok(()));
+        assert_eq!(
+            check_max_expiration(&c(NOW + 3601), NOW, 3600),
+            Err(TokenError::ExceedsMaximumExpiration)
+        );
+        assert_eq!(check_max_expiration(&c(NOW - 10), NOW, 3600), Ok(()));
+        assert_eq!(
+            check_max_expiration(&claims(json!({})), NOW, 3600),
+            Err(TokenError::MissingClaim("exp".into()))
+        );
+        assert_eq!(
+            check_max_expiration(&claims(json!({ "exp": "later" })), NOW, 3600),
+            Err(TokenError::InvalidClaim("exp".into()))
+        );
+    }
+
+    #[test]
+    fn issuer() {
+        let allowed = ["issuer-a", "issuer-b"];
+        let c = |iss: Value| claims(json!({ "iss": iss }));
+        assert_eq!(check_issuer(&c(json!("issuer-b")), &allowed), Ok(()));
+        assert_eq!(
+            check_issuer(&c(json!("issuer-c")), &allowed),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            check_issuer(&c(json!("Issuer-a")), &allowed),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            check_issuer(&c(json!(["issuer-a"])), &allowed),
+            Err(TokenError::InvalidClaim("iss".into()))
+        );
+        assert_eq!(
+            check_issuer(&claims(json!({})), &allowed),
+            Err(TokenError::MissingClaim("iss".into()))
+        );
+        let owned = vec![String::from("issuer-a")];
+        assert_eq!(check_issuer(&c(json!("issuer-a")), &owned), Ok(()));
+        assert_eq!(
+            check_issuer(&c(json!("issuer-a")), &[] as &[&str]),
+            Err(TokenError::WrongIssuer)
+        );
+    }
+
+    #[test]
+    fn audience_string_or_array() {
+        let allowed = ["api", "admin"];
+        let c = |aud: Value| claims(json!({ "aud": aud }));
+        assert_eq!(check_audience(&c(json!("api")), &allowed), Ok(()));
+        assert_eq!(
+            check_audience(&c(json!("web")), &allowed),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            check_audience(&c(json!(["web", "admin"])), &allowed),
+            Ok(())
+        );
+        assert_eq!(
+            check_audience(&c(json!(["web", "app"])), &allowed),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            check_audience(&c(json!([])), &allowed),
+            Err(TokenError::WrongAudience)
+        );
+        for bad in [json!(["api", 1]), json!(1), json!({ "aud": "api" })] {
+            assert_eq!(
+                check_audience(&c(bad), &allowed),
+                Err(TokenError::InvalidClaim("aud".into()))
+            );
+        }
+        assert_eq!(
+            check_audience(&claims(json!({})), &allowed),
+            Err(TokenError::MissingClaim("aud".into()))
+        );
+    }
+
+    #[test]
+    fn required_claims() {
+        let c = claims(json!({ "sub": "alice", "scope": "", "tenant": null }));
+        assert_eq!(check_required(&c, &["sub", "scope"]), Ok(()));
+        assert_eq!(check_required(&c, &[] as &[&str]), Ok(()));
+        assert_eq!(
+            check_required(&c, &["sub", "role", "team"]),
+            Err(TokenError::MissingClaim("role".into()))
+        );
+        assert_eq!(
+            check_required(&c, &[String::from("tenant")]),
+            Err(TokenError::MissingClaim("tenant".into()))
+        );
+    }
+
+    #[test]
+    fn claim_checks_run_on_a_parsed_token() {
+        let token = signer::sign(
+            "EdDSA",
+            &json!({ "iss": "issuer-a", "aud": ["api"], "exp": NOW as f64 + 60.5, "nbf": NOW - 1 }),
+        );
+        let parsed = parse(&token, MAX).unwrap();
+        parsed.verify(&pem_key("EdDSA")).unwrap();
+        let c = parsed.claims();
+        check_exp(c, NOW, 0).unwrap();
+        check_nbf(c, NOW, 0).unwrap();
+        check_max_expiration(c, NOW, 61).unwrap();
+        check_issuer(c, &["issuer-a"]).unwrap();
+        check_audience(c, &["api"]).unwrap();
+        check_required(c, &["iss", "aud"]).unwrap();
+        assert_eq!(parsed.into_claims()["iss"], "issuer-a");
     }
 
     #[test]
