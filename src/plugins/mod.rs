@@ -18,6 +18,7 @@ pub mod basic_auth;
 pub mod chain;
 pub mod correlation_id;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod key_auth;
 pub mod query;
 pub mod request_termination;
@@ -121,6 +122,9 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 macro_rules! plugin_registry {
     ($($variant:ident => $ty:path),* $(,)?) => {
         /// One configured plugin instance (static dispatch over every plugin type).
+        // Instances live behind an `Arc`, built once per configuration: variant sizes do not
+        // matter.
+        #[allow(clippy::large_enum_variant)]
         pub enum PluginInstance {
             $($variant($ty)),*
         }
@@ -176,6 +180,7 @@ plugin_registry! {
     BasicAuth => basic_auth::BasicAuth,
     CorrelationId => correlation_id::CorrelationId,
     IpRestriction => ip_restriction::IpRestriction,
+    Jwt => jwt::Jwt,
     KeyAuth => key_auth::KeyAuth,
     RequestTermination => request_termination::RequestTermination,
     RequestTransformer => request_transformer::RequestTransformer,

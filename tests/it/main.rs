@@ -7,6 +7,9 @@ mod cli;
 mod config_errors;
 mod hardening;
 mod harness;
+mod jwt;
+#[path = "../../src/plugins/jwt/test_signer.rs"]
+mod jwt_signer;
 mod plugins;
 mod proxying;
 mod routing;
