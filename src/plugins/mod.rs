@@ -17,6 +17,7 @@ pub mod auth;
 pub mod basic_auth;
 pub mod chain;
 pub mod correlation_id;
+pub mod forward_auth;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
@@ -179,6 +180,7 @@ plugin_registry! {
     Acl => acl::Acl,
     BasicAuth => basic_auth::BasicAuth,
     CorrelationId => correlation_id::CorrelationId,
+    ForwardAuth => forward_auth::ForwardAuth,
     IpRestriction => ip_restriction::IpRestriction,
     Jwt => jwt::Jwt,
     KeyAuth => key_auth::KeyAuth,

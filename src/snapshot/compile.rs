@@ -488,7 +488,8 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
     }
 }
 
-fn target_addr(host: &str, port: u16) -> TargetAddr {
+/// The pool key and `Host` header of `host:port` (`host` without IPv6 brackets).
+pub(crate) fn target_addr(host: &str, port: u16) -> TargetAddr {
     let bracketed = if host.contains(':') {
         format!("[{host}]")
     } else {

@@ -20,6 +20,7 @@ use crate::proxy::path::PathHandling;
 use crate::router::Router;
 
 pub use compile::compile;
+pub(crate) use compile::target_addr;
 
 use crate::config::{ConfigErrors, decode, read_file, source};
 

@@ -5,6 +5,7 @@
 mod auth;
 mod cli;
 mod config_errors;
+mod forward_auth;
 mod hardening;
 mod harness;
 mod jwt;
