@@ -4,8 +4,8 @@
 
 use base64::Engine;
 
-use crate::harness::{TestGateway, json};
-use crate::support::{Upstream, client};
+use crate::harness::TestGateway;
+use crate::support::Upstream;
 
 fn basic(user: &str, password: &str) -> String {
     format!(
@@ -51,115 +51,81 @@ services:
     ));
 
     // The founding document's flow: missing → 401, wrong → 403, right → 200 + owner.
-    let resp = client().get(gw.url("/api/users")).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
+    let r = gw.get("/api/users", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), "Key realm=\"gatehouse\"");
+    assert_eq!(r.body["message"], "No API key found in request");
+    let r = gw.get("/api/users", &[("X-API-Key", "nope")]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["message"], "Invalid authentication credentials");
+    let r = gw
+        .get(
+            "/api/users",
+            &[
+                ("X-API-Key", "alice-key-2"),
+                ("X-Consumer-Username", "mallory"),
+                ("X-Anonymous-Consumer", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-api-key-owner"), Some("alice"));
     assert_eq!(
-        resp.headers()["www-authenticate"],
-        "Key realm=\"gatehouse\""
-    );
-    assert_eq!(json(resp).await["message"], "No API key found in request");
-    let resp = client()
-        .get(gw.url("/api/users"))
-        .header("X-API-Key", "nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    assert_eq!(
-        json(resp).await["message"],
-        "Invalid authentication credentials"
-    );
-    let resp = client()
-        .get(gw.url("/api/users"))
-        .header("X-API-Key", "alice-key-2")
-        .header("X-Consumer-Username", "mallory")
-        .header("X-Anonymous-Consumer", "true")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    let h = &seen["headers"];
-    assert_eq!(h["x-api-key-owner"], "alice");
-    assert_eq!(
-        h["x-consumer-username"], "alice",
+        r.upstream_header("x-consumer-username"),
+        Some("alice"),
         "a forged header is replaced"
     );
-    assert_eq!(h["x-consumer-custom-id"], "A-1");
-    assert_eq!(h["x-consumer-id"].as_str().unwrap().len(), 36);
-    assert!(h["x-credential-identifier"].is_string());
-    assert!(h.get("x-anonymous-consumer").is_none());
+    assert_eq!(r.upstream_header("x-consumer-custom-id"), Some("A-1"));
+    assert_eq!(r.upstream_header("x-consumer-id").map(str::len), Some(36));
+    assert!(r.upstream_header("x-credential-identifier").is_some());
+    assert_eq!(r.upstream_header("x-anonymous-consumer"), None);
     assert_eq!(
-        h["x-api-key"], "alice-key-2",
+        r.upstream_header("x-api-key"),
+        Some("alice-key-2"),
         "kept without hide_credentials"
     );
 
     // The query parameter form, with a consumer that has an id and a credential id.
-    let resp = client()
-        .get(gw.url("/api/users?page=2&api_key=bob-key"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
+    let r = gw.get("/api/users?page=2&api_key=bob-key", &[]).await;
+    assert_eq!(r.status, 200);
     assert_eq!(
-        seen["headers"]["x-consumer-id"],
-        "2b1f2b1f-0000-4000-8000-00000000b0b0"
+        r.upstream_header("x-consumer-id"),
+        Some("2b1f2b1f-0000-4000-8000-00000000b0b0")
     );
-    assert_eq!(seen["headers"]["x-credential-identifier"], "bob-key-id");
-    assert_eq!(seen["query"], "page=2&api_key=bob-key");
-    assert!(
-        seen["headers"].get("x-consumer-custom-id").is_none(),
+    assert_eq!(
+        r.upstream_header("x-credential-identifier"),
+        Some("bob-key-id")
+    );
+    assert_eq!(r.body["query"], "page=2&api_key=bob-key");
+    assert_eq!(
+        r.upstream_header("x-consumer-custom-id"),
+        None,
         "cleared when the consumer has none"
     );
 
     // A top-level credential naming its consumer by custom_id; the owner falls back to it.
-    let resp = client()
-        .get(gw.url("/default"))
-        .header("apikey", "carol-key")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    assert_eq!(seen["headers"]["x-api-key-owner"], "C-3");
-    assert!(seen["headers"].get("x-consumer-username").is_none());
+    let r = gw.get("/default", &[("apikey", "carol-key")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-api-key-owner"), Some("C-3"));
+    assert_eq!(r.upstream_header("x-consumer-username"), None);
 
     // hide_credentials removes the header or the query parameter, nothing else.
-    let resp = client()
-        .get(gw.url("/hidden?a=1&api_key=alice-key-1&b=2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(json(resp).await["query"], "a=1&b=2");
-    let resp = client()
-        .get(gw.url("/hidden"))
-        .header("x-api-key", "alice-key-1")
-        .send()
-        .await
-        .unwrap();
-    assert!(json(resp).await["headers"].get("x-api-key").is_none());
+    let r = gw.get("/hidden?a=1&api_key=alice-key-1&b=2", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["query"], "a=1&b=2");
+    let r = gw.get("/hidden", &[("x-api-key", "alice-key-1")]).await;
+    assert_eq!(r.upstream_header("x-api-key"), None);
 
     // Two keys at once are refused rather than one picked.
-    let resp = client()
-        .get(gw.url("/api?api_key=alice-key-1&api_key=bob-key"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    assert_eq!(json(resp).await["message"], "Duplicate API key found");
+    let r = gw
+        .get("/api?api_key=alice-key-1&api_key=bob-key", &[])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["message"], "Duplicate API key found");
 
     // key_in_query: false ignores the query.
-    assert_eq!(
-        client()
-            .get(gw.url("/header-only?apikey=alice-key-1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    let r = gw.get("/header-only?apikey=alice-key-1", &[]).await;
+    assert_eq!(r.status, 401);
 }
 
 #[tokio::test]
@@ -183,55 +149,46 @@ services:
 "#,
         up.addr()
     ));
-    let resp = client().get(gw.url("/b")).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
-    assert_eq!(
-        resp.headers()["www-authenticate"],
-        "Basic realm=\"service\""
-    );
-    assert_eq!(json(resp).await["message"], "Unauthorized");
+    let r = gw.get("/b", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), "Basic realm=\"service\"");
+    assert_eq!(r.body["message"], "Unauthorized");
     for (user, password) in [
         ("alice", "wonder"),
         ("alice", "wonder:lan"),
         ("bob", "wonder:land"),
     ] {
-        let resp = client()
-            .get(gw.url("/b"))
-            .header("authorization", basic(user, password))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401, "{user}:{password}");
-        assert_eq!(
-            json(resp).await["message"],
-            "Invalid authentication credentials"
-        );
+        let r = gw
+            .get("/b", &[("authorization", &basic(user, password))])
+            .await;
+        assert_eq!(r.status, 401, "{user}:{password}");
+        assert_eq!(r.body["message"], "Invalid authentication credentials");
     }
-    let resp = client()
-        .get(gw.url("/b"))
-        .header("authorization", basic("alice", "wonder:land"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    assert_eq!(seen["headers"]["x-consumer-username"], "alice");
-    assert!(seen["headers"]["authorization"].is_string());
+    let r = gw
+        .get("/b", &[("authorization", &basic("alice", "wonder:land"))])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-consumer-username"), Some("alice"));
+    assert!(r.upstream_header("authorization").is_some());
 
     // Proxy-Authorization is read first; hide_credentials removes the header that was used.
-    let resp = client()
-        .get(gw.url("/hide"))
-        .header("proxy-authorization", basic("alice", "wonder:land"))
-        .header("authorization", "Bearer for-the-upstream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    assert!(seen["headers"].get("proxy-authorization").is_none());
-    assert_eq!(seen["headers"]["authorization"], "Bearer for-the-upstream");
-    let resp = client().get(gw.url("/hide")).send().await.unwrap();
-    assert_eq!(resp.headers()["www-authenticate"], "Basic realm=\"api\"");
+    let r = gw
+        .get(
+            "/hide",
+            &[
+                ("proxy-authorization", &basic("alice", "wonder:land")),
+                ("authorization", "Bearer for-the-upstream"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("proxy-authorization"), None);
+    assert_eq!(
+        r.upstream_header("authorization"),
+        Some("Bearer for-the-upstream")
+    );
+    let r = gw.get("/hide", &[]).await;
+    assert_eq!(r.header("www-authenticate"), "Basic realm=\"api\"");
 }
 
 #[tokio::test]
@@ -272,68 +229,47 @@ services:
         up.addr()
     ));
     // Either credential works; the acl sees the consumer and passes its groups on.
-    let resp = client()
-        .get(gw.url("/either"))
-        .header("apikey", "alice-key")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    assert_eq!(seen["headers"]["x-consumer-username"], "alice");
-    assert_eq!(seen["headers"]["x-consumer-groups"], "admins, staff");
-    let resp = client()
-        .get(gw.url("/either"))
-        .header("authorization", basic("bob", "pw"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    assert_eq!(seen["headers"]["x-consumer-username"], "bob");
-    assert!(seen["headers"].get("x-anonymous-consumer").is_none());
-    // Neither: the anonymous consumer, which the acl refuses (it is in no group).
-    let resp = client().get(gw.url("/either")).send().await.unwrap();
-    assert_eq!(resp.status(), 403);
+    let r = gw.get("/either", &[("apikey", "alice-key")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-consumer-username"), Some("alice"));
     assert_eq!(
-        json(resp).await["message"],
-        "You cannot consume this service"
+        r.upstream_header("x-consumer-groups"),
+        Some("admins, staff")
     );
+    let r = gw
+        .get("/either", &[("authorization", &basic("bob", "pw"))])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-consumer-username"), Some("bob"));
+    assert_eq!(r.upstream_header("x-anonymous-consumer"), None);
+    // Neither: the anonymous consumer, which the acl refuses (it is in no group).
+    let r = gw.get("/either", &[]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["message"], "You cannot consume this service");
     // A consumer outside the allowed group.
-    let resp = client()
-        .get(gw.url("/either"))
-        .header("apikey", "eve-key")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
+    let r = gw.get("/either", &[("apikey", "eve-key")]).await;
+    assert_eq!(r.status, 403);
 
     // Anonymous passes where nothing else objects, and is marked as such.
-    let resp = client().get(gw.url("/open")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = json(resp).await;
-    assert_eq!(seen["headers"]["x-consumer-username"], "anon");
-    assert_eq!(seen["headers"]["x-anonymous-consumer"], "true");
-    assert!(seen["headers"].get("x-credential-identifier").is_none());
+    let r = gw.get("/open", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-consumer-username"), Some("anon"));
+    assert_eq!(r.upstream_header("x-anonymous-consumer"), Some("true"));
+    assert_eq!(r.upstream_header("x-credential-identifier"), None);
 
     // deny lists, and hide_groups_header removes even a forged header.
-    let resp = client()
-        .get(gw.url("/not-eve"))
-        .header("apikey", "alice-key")
-        .header("x-consumer-groups", "forged")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        json(resp).await["headers"]
-            .get("x-consumer-groups")
-            .is_none()
-    );
+    let r = gw
+        .get(
+            "/not-eve",
+            &[("apikey", "alice-key"), ("x-consumer-groups", "forged")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-consumer-groups"), None);
 
     // acl without any authentication: no consumer is a 401.
-    let resp = client().get(gw.url("/acl-alone")).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
+    let r = gw.get("/acl-alone", &[]).await;
+    assert_eq!(r.status, 401);
 }
 
 #[tokio::test]
@@ -366,30 +302,19 @@ services:
 "#,
         up.addr()
     ));
-    let tier = |key: &'static str| {
-        let url = gw.url("/");
-        async move {
-            let resp = client()
-                .get(url)
-                .header("apikey", key)
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), json(resp).await)
-        }
-    };
-    let (status, seen) = tier("alice-key").await;
-    assert_eq!(status, 200);
+    let r = gw.get("/", &[("apikey", "alice-key")]).await;
+    assert_eq!(r.status, 200);
     assert_eq!(
-        seen["headers"]["x-tier"], "gold",
+        r.upstream_header("x-tier"),
+        Some("gold"),
         "consumer scope beats global"
     );
-    let (status, seen) = tier("bob-key").await;
-    assert_eq!(status, 200);
-    assert_eq!(seen["headers"]["x-tier"], "basic");
-    let (status, seen) = tier("blocked-key").await;
-    assert_eq!(status, 403);
-    assert_eq!(seen["message"], "account suspended");
+    let r = gw.get("/", &[("apikey", "bob-key")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-tier"), Some("basic"));
+    let r = gw.get("/", &[("apikey", "blocked-key")]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["message"], "account suspended");
 }
 
 #[test]

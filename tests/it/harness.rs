@@ -40,6 +40,20 @@ impl TestGateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// GET `path` with extra request headers; the body must be JSON.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = crate::support::client().get(self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await.expect("request");
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: json(resp).await,
+        }
+    }
+
     /// Replace the configuration.
     pub fn swap(&self, yaml: &str) {
         if let Some(g) = &self.gateway {
@@ -60,4 +74,26 @@ impl Drop for TestGateway {
 pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// What [`TestGateway::get`] got back.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// A response header as text (empty when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// A header the upstream echo server saw (`None` when it saw none).
+    pub fn upstream_header(&self, name: &str) -> Option<&str> {
+        self.body["headers"].get(name).and_then(|v| v.as_str())
+    }
 }

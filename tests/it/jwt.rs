@@ -6,9 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestGateway, json};
+use crate::harness::TestGateway;
 use crate::jwt_signer as signer;
-use crate::support::{Upstream, client};
+use crate::support::Upstream;
 
 fn now() -> i64 {
     SystemTime::now()
@@ -25,18 +25,9 @@ fn pem_block(pem: &str, indent: usize) -> String {
 }
 
 async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> (u16, Value, String) {
-    let mut req = client().get(gw.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, json(resp).await, challenge)
+    let r = gw.get(path, headers).await;
+    let challenge = r.header("www-authenticate").to_string();
+    (r.status, r.body, challenge)
 }
 
 fn bearer(token: &str) -> String {
