@@ -11,6 +11,8 @@
 # response or socket error fails the run.
 #
 # Usage: scripts/bench-auth.sh            (ROUNDS=5 DURATION=10 WARMUP=2 CONNS=64 by default)
+#        INSTRUCTIONS=1 scripts/bench-auth.sh   also counts instructions per request of each
+#        variant under callgrind (scripts/instructions.sh), a figure that noise does not move.
 # Environment: ROUNDS, DURATION, WARMUP, CONNS, BENCH_NO_BUILD=1, BASE_PORT (default 28180),
 #   LOADGEN_CPU / UPSTREAM_CPU (0), PROXY_CPU (1), BENCH_HARNESS_DIR (../shared/bench).
 # Needs nginx and wrk (../shared/bench/setup.sh installs them). Only 127.0.0.1 is used.
@@ -156,6 +158,18 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# ------------------------------------------------------------------ instructions
+if [ "${INSTRUCTIONS:-0}" = 1 ]; then
+  for v in "${VARIANTS[@]}"; do
+    sed -e "s#http://127.0.0.1:$UPSTREAM_PORT#http://127.0.0.1:@UPSTREAM_PORT@#" "$WORK/$v.yaml" > "$WORK/$v.tmpl"
+    n=$(CONFIG_TEMPLATE="$WORK/$v.tmpl" GATEHOUSE_BIN="$BIN" \
+        REQUEST_HEADERS=$(printf 'Authorization: Bearer %s\napikey: %s' "$TOKEN" "$API_KEY") \
+        "$REPO/scripts/instructions.sh" 5 | awk '/instructions per request/{print $NF}')
+    echo "instructions per request, $v: $n" >&2
+    echo "$v,$n" >> "$WORK/instructions.csv"
+  done
+fi
+
 # ------------------------------------------------------------------ report
 echo
 echo "== gatehouse $REV: authentication cost, medians over $ROUNDS rounds of ${DURATION}s (ratios: median of same-round ratios to plain)"
@@ -175,3 +189,7 @@ for v in ("plain", "jwt", "key-auth"):
     pr = [float(by[k][v]["p99_ms"]) / float(by[k]["plain"]["p99_ms"]) for k in by]
     print(f"{v:10} {med(rps):>10,.0f} {med(rr):>8.3f} {med(p99):>8.2f} {med(pr):>8.2f}")
 PY
+if [ -s "$WORK/instructions.csv" ]; then
+  echo
+  awk -F, 'NR==1{base=$2} {printf "instructions per request  %-9s %8d  (x plain %.3f)\n", $1, $2, $2/base}' "$WORK/instructions.csv"
+fi

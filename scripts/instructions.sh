@@ -2,6 +2,9 @@
 # Instructions per proxied request, counted by callgrind: a repeatable figure for comparing
 # hot-path changes on a noisy machine (wall-clock benchmarks: scripts/bench.sh).
 #   scripts/instructions.sh [SECONDS]     (default 5; needs valgrind, nginx, wrk, curl)
+# Optional environment: CONFIG_TEMPLATE (a gatehouse YAML file in which @UPSTREAM_PORT@ is
+# replaced; default: one service, route `/`, no plugins) and REQUEST_HEADERS (newline-separated
+# `Name: value` lines sent with every request), as scripts/bench-auth.sh uses them.
 # Layout: nginx upstream (return 200, the bench harness's config) and gatehouse under callgrind,
 # loopback only. Counters are zeroed after a warm-up, so start-up is not counted.
 set -euo pipefail
@@ -21,13 +24,19 @@ UP=$(port); UP2=$(port); GW=$(port)
 mkdir -p "$W/up"
 sed -e "s#@RUNDIR@#$W#g" -e "s#@UPSTREAM_PORT@#$UP#g" -e "s#@UPSTREAM_H2_PORT@#$UP2#g" "$HARNESS/conf/upstream-nginx.conf.tmpl" > "$W/up.conf"
 ( exec setsid nginx -p "$W/up" -e "$W/up.err" -c "$W/up.conf" ) >"$W/up.log" 2>&1 </dev/null & PIDS+=($!)
-printf '_format_version: "3.0"\nservices:\n- name: bench\n  url: http://127.0.0.1:%s\n  routes: [{paths: [/]}]\n' "$UP" > "$W/gw.yaml"
+if [ -n "${CONFIG_TEMPLATE:-}" ]; then
+  sed -e "s#@UPSTREAM_PORT@#$UP#g" "$CONFIG_TEMPLATE" > "$W/gw.yaml"
+else
+  printf '_format_version: "3.0"\nservices:\n- name: bench\n  url: http://127.0.0.1:%s\n  routes: [{paths: [/]}]\n' "$UP" > "$W/gw.yaml"
+fi
+HDR=()
+while IFS= read -r h; do [ -n "$h" ] && HDR+=(-H "$h"); done <<< "${REQUEST_HEADERS:-}"
 ( export GATEHOUSE_WORKERS=1 GATEHOUSE_LOG=warn; exec setsid valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" \
     "$BIN" run -c "$W/gw.yaml" --proxy-listen "127.0.0.1:$GW" ) >"$W/gw.log" 2>&1 </dev/null & PIDS+=($!)
-for _ in $(seq 1 150); do curl -s --max-time 2 "http://127.0.0.1:$GW/" 2>/dev/null | grep -q bench-upstream && break; sleep 0.2; done
-wrk -t1 -c16 -d2s "http://127.0.0.1:$GW/" >/dev/null          # warm-up
+for _ in $(seq 1 150); do curl -s --max-time 2 "${HDR[@]}" "http://127.0.0.1:$GW/" 2>/dev/null | grep -q bench-upstream && break; sleep 0.2; done
+wrk -t1 -c16 -d2s "${HDR[@]}" "http://127.0.0.1:$GW/" >/dev/null          # warm-up
 callgrind_control -z >/dev/null
-REQS=$(wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$GW/" | awk '/requests in/{print $1}')
+REQS=$(wrk -t1 -c16 -d"${SECS}s" "${HDR[@]}" "http://127.0.0.1:$GW/" | awk '/requests in/{print $1}')
 callgrind_control -d >/dev/null
 sleep 0.5
 IR=$(cat "$W"/cg.out.* 2>/dev/null | awk '/^summary:/{s+=$2} END{print s+0}')
