@@ -2,6 +2,8 @@
 //! compiled into the binary, and the per-route chain built once per configuration load.
 //!
 //! Phase order for one request (see `docs/architecture.md` for the chart):
+//! 0. Only on routes where some plugin asks for it ([`Plugin::needs_request_body`]): the
+//!    client's body is read whole into [`RequestCtx::request_body`], within a size limit.
 //! 1. [`Plugin::on_request`] in descending priority (Kong's access phase); may answer the
 //!    request itself with [`Flow::Respond`], which skips the upstream.
 //! 2. [`Plugin::on_upstream_request`] in descending priority, on the request about to be sent.
@@ -59,6 +61,11 @@ pub struct RequestCtx {
     pub consumer: Option<usize>,
     /// The id of the credential that authenticated the request (`None` when anonymous).
     pub credential: Option<http::HeaderValue>,
+    /// The whole request body, on routes where a plugin asked for it
+    /// ([`Plugin::needs_request_body`]); empty when the request has none. What it holds when
+    /// the request phase ends is what the upstream receives (with a matching
+    /// `Content-Length`). `None` on other routes: their bodies stream.
+    pub request_body: Option<Bytes>,
     /// Typed per-plugin state (allocated only when a plugin uses it).
     pub extensions: http::Extensions,
 }
@@ -95,6 +102,14 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 
     /// Build an instance; errors name the config field (`status_code`) and what is wrong.
     fn new(config: Self::Config, ctx: &BuildContext<'_>) -> Result<Self, Vec<(String, String)>>;
+
+    /// Whether this instance needs the whole request body before its request phase. Asked once
+    /// per configuration: routes whose chain has such a plugin read bodies into
+    /// [`RequestCtx::request_body`] (bounded by `--request-buffer-limit`); other routes stream
+    /// them untouched.
+    fn needs_request_body(&self) -> bool {
+        false
+    }
 
     /// Request phase, after routing (and before the upstream is picked). Runs in descending
     /// priority. Return [`Flow::Respond`] to answer the client directly.
@@ -154,6 +169,9 @@ macro_rules! plugin_registry {
                     $(<$ty as Plugin>::NAME => Some(<$ty as Plugin>::CONSUMER_SCOPED),)*
                     _ => None,
                 }
+            }
+            pub fn needs_request_body(&self) -> bool {
+                match self { $(PluginInstance::$variant(p) => p.needs_request_body()),* }
             }
             pub async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
                 match self { $(PluginInstance::$variant(p) => p.on_request(ctx, req).await),* }
