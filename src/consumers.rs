@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::config::ConfigDoc;
-use crate::plugins::{basic_auth, key_auth};
+use crate::plugins::{basic_auth, hmac_auth, key_auth};
 
 /// Namespace of the ids generated for entities declared without one (UUID v5, so the same
 /// file gives the same ids on every node and every reload).
@@ -58,6 +58,7 @@ pub struct Consumers {
     by_key: HashMap<String, usize>,
     pub keyauth: key_auth::KeyIndex,
     pub basicauth: basic_auth::PasswordIndex,
+    pub hmacauth: hmac_auth::HmacIndex,
 }
 
 impl Consumers {
@@ -145,6 +146,8 @@ impl Consumers {
             &consumer_ids,
             &mut errors,
         );
+        let hmacauth =
+            hmac_auth::HmacIndex::compile(&doc.credentials.hmacauth, &consumer_ids, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -153,6 +156,7 @@ impl Consumers {
             by_key,
             keyauth,
             basicauth,
+            hmacauth,
         }))
     }
 

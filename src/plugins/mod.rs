@@ -19,6 +19,7 @@ pub mod auth;
 pub mod basic_auth;
 pub mod chain;
 pub mod correlation_id;
+pub mod hmac_auth;
 pub mod ip_restriction;
 pub mod key_auth;
 pub mod query;
@@ -193,6 +194,7 @@ plugin_registry! {
     Acl => acl::Acl,
     BasicAuth => basic_auth::BasicAuth,
     CorrelationId => correlation_id::CorrelationId,
+    HmacAuth => hmac_auth::HmacAuth,
     IpRestriction => ip_restriction::IpRestriction,
     KeyAuth => key_auth::KeyAuth,
     RequestTermination => request_termination::RequestTermination,

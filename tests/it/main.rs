@@ -7,6 +7,7 @@ mod cli;
 mod config_errors;
 mod hardening;
 mod harness;
+mod hmac_auth;
 mod plugins;
 mod proxying;
 mod routing;
