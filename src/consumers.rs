@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::config::ConfigDoc;
-use crate::plugins::{basic_auth, jwt, key_auth};
+use crate::plugins::{basic_auth, hmac_auth, jwt, key_auth};
 
 /// Namespace of the ids generated for entities declared without one (UUID v5, so the same
 /// file gives the same ids on every node and every reload).
@@ -59,6 +59,7 @@ pub struct Consumers {
     pub keyauth: key_auth::KeyIndex,
     pub basicauth: basic_auth::PasswordIndex,
     pub jwt: jwt::credentials::JwtIndex,
+    pub hmacauth: hmac_auth::HmacIndex,
 }
 
 impl Consumers {
@@ -148,6 +149,8 @@ impl Consumers {
         );
         let jwt =
             jwt::credentials::JwtIndex::compile(&doc.credentials.jwt, &consumer_ids, &mut errors);
+        let hmacauth =
+            hmac_auth::HmacIndex::compile(&doc.credentials.hmacauth, &consumer_ids, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -157,6 +160,7 @@ impl Consumers {
             keyauth,
             basicauth,
             jwt,
+            hmacauth,
         }))
     }
 

@@ -95,6 +95,17 @@ struct RunArgs {
     /// Seconds allowed for a client to send a request head.
     #[arg(long, env = "GATEHOUSE_CLIENT_HEADER_TIMEOUT", default_value_t = 60)]
     client_header_timeout: u64,
+    /// Largest request body, in bytes, read into memory for plugins that need it whole
+    /// (hmac-auth's validate_request_body); larger ones get 413.
+    #[arg(
+        long,
+        env = "GATEHOUSE_REQUEST_BUFFER_LIMIT",
+        default_value_t = 8 << 20
+    )]
+    request_buffer_limit: usize,
+    /// Seconds a client may pause between two reads of a body being read into memory (408).
+    #[arg(long, env = "GATEHOUSE_CLIENT_BODY_TIMEOUT", default_value_t = 60)]
+    client_body_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -191,6 +202,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         header_read_timeout: Duration::from_secs(args.client_header_timeout.max(1)),
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        request_buffer_limit: args.request_buffer_limit,
+        client_body_timeout: Duration::from_secs(args.client_body_timeout.max(1)),
     };
     for reserved in ["GATEHOUSE_ADMIN_LISTEN", "GATEHOUSE_STATUS_LISTEN"] {
         if std::env::var_os(reserved).is_some() {

@@ -2,6 +2,8 @@
 //! compiled into the binary, and the per-route chain built once per configuration load.
 //!
 //! Phase order for one request (see `docs/architecture.md` for the chart):
+//! 0. Only on routes where some plugin asks for it ([`Plugin::needs_request_body`]): the
+//!    client's body is read whole into [`RequestCtx::request_body`], within a size limit.
 //! 1. [`Plugin::on_request`] in descending priority (Kong's access phase); may answer the
 //!    request itself with [`Flow::Respond`], which skips the upstream.
 //! 2. [`Plugin::on_upstream_request`] in descending priority, on the request about to be sent.
@@ -18,6 +20,7 @@ pub mod basic_auth;
 pub mod chain;
 pub mod correlation_id;
 pub mod forward_auth;
+pub mod hmac_auth;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
@@ -61,8 +64,39 @@ pub struct RequestCtx {
     pub consumer: Option<usize>,
     /// The id of the credential that authenticated the request (`None` when anonymous).
     pub credential: Option<http::HeaderValue>,
+    /// The whole request body, on routes where a plugin asked for it
+    /// ([`Plugin::needs_request_body`]); empty when the request has none. What it holds when
+    /// the request phase ends is what the upstream receives (with a matching
+    /// `Content-Length`). `None` on other routes: their bodies stream.
+    pub request_body: Option<Bytes>,
     /// Typed per-plugin state (allocated only when a plugin uses it).
     pub extensions: http::Extensions,
+}
+
+impl RequestCtx {
+    /// The state of a request that has just arrived: not routed, not authenticated.
+    pub fn new(
+        client_ip: IpAddr,
+        peer: SocketAddr,
+        local: SocketAddr,
+        connection_id: u64,
+        connection_requests: u64,
+    ) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            client_ip,
+            peer,
+            local,
+            connection_id,
+            connection_requests,
+            route: None,
+            service: None,
+            consumer: None,
+            credential: None,
+            request_body: None,
+            extensions: http::Extensions::new(),
+        }
+    }
 }
 
 /// The outcome of the request phase.
@@ -97,6 +131,14 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 
     /// Build an instance; errors name the config field (`status_code`) and what is wrong.
     fn new(config: Self::Config, ctx: &BuildContext<'_>) -> Result<Self, Vec<(String, String)>>;
+
+    /// Whether this instance needs the whole request body before its request phase. Asked once
+    /// per configuration: routes whose chain has such a plugin read bodies into
+    /// [`RequestCtx::request_body`] (bounded by `--request-buffer-limit`); other routes stream
+    /// them untouched.
+    fn needs_request_body(&self) -> bool {
+        false
+    }
 
     /// Request phase, after routing (and before the upstream is picked). Runs in descending
     /// priority. Return [`Flow::Respond`] to answer the client directly.
@@ -160,6 +202,9 @@ macro_rules! plugin_registry {
                     _ => None,
                 }
             }
+            pub fn needs_request_body(&self) -> bool {
+                match self { $(PluginInstance::$variant(p) => p.needs_request_body()),* }
+            }
             pub async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
                 match self { $(PluginInstance::$variant(p) => p.on_request(ctx, req).await),* }
             }
@@ -181,6 +226,7 @@ plugin_registry! {
     BasicAuth => basic_auth::BasicAuth,
     CorrelationId => correlation_id::CorrelationId,
     ForwardAuth => forward_auth::ForwardAuth,
+    HmacAuth => hmac_auth::HmacAuth,
     IpRestriction => ip_restriction::IpRestriction,
     Jwt => jwt::Jwt,
     KeyAuth => key_auth::KeyAuth,

@@ -1,10 +1,12 @@
-//! Body types of the data plane. Nothing here buffers: upstream bodies stream frame by frame.
+//! Body types of the data plane. Bodies stream frame by frame; the one exception is
+//! [`read_limited`], which reads a client's body into memory for routes whose plugins need it
+//! whole, bounded in size and in time.
 //!
 //! - [`ProxyBody`] is what the gateway sends to clients: a small in-memory body (errors, plugin
 //!   answers) or the upstream's streaming body, which returns its keep-alive connection to the
 //!   pool once it ends and enforces the service's `read_timeout` between two reads.
-//! - [`RequestBody`] is what the gateway sends upstream: the client's streaming body, or a small
-//!   in-memory one.
+//! - [`RequestBody`] is what the gateway sends upstream: the client's streaming body, or one
+//!   held in memory (a buffered body).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
@@ -207,14 +210,33 @@ impl Body for ProxyBody {
 /// sent completely: a connection whose request body is still streaming (the upstream answered
 /// early) must not go back to the pool, or the next request would queue behind the upload.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: RequestSource,
     sent: Arc<AtomicBool>,
+}
+
+enum RequestSource {
+    /// The client's body, streamed as it arrives.
+    Stream(Incoming),
+    /// A body read whole beforehand (`None` once handed to the connection).
+    Full(Option<Bytes>),
 }
 
 impl RequestBody {
     pub fn new(inner: Incoming) -> Self {
         let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
-        RequestBody { inner, sent }
+        RequestBody {
+            inner: RequestSource::Stream(inner),
+            sent,
+        }
+    }
+
+    /// A body held in memory.
+    pub fn full(bytes: Bytes) -> Self {
+        let sent = Arc::new(AtomicBool::new(bytes.is_empty()));
+        RequestBody {
+            inner: RequestSource::Full((!bytes.is_empty()).then_some(bytes)),
+            sent,
+        }
     }
 
     /// A flag that turns true once the whole body has been handed to the connection.
@@ -232,18 +254,150 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
-            this.sent.store(true, Ordering::Release);
+        match &mut this.inner {
+            RequestSource::Stream(inner) => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
+                    this.sent.store(true, Ordering::Release);
+                }
+                polled
+            }
+            RequestSource::Full(bytes) => {
+                this.sent.store(true, Ordering::Release);
+                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            RequestSource::Stream(inner) => inner.is_end_stream(),
+            RequestSource::Full(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            RequestSource::Stream(inner) => inner.size_hint(),
+            RequestSource::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+/// Why a client's body could not be read into memory.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    /// The body is (or announced itself as) larger than the limit.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The client paused longer than the idle timeout between two reads.
+    #[error("request body not received in time")]
+    Timeout,
+    /// The body broke off or was malformed (bad chunked encoding, connection closed early).
+    #[error("malformed or incomplete request body")]
+    Malformed(#[source] BoxError),
+}
+
+impl From<BufferError> for super::error::ProxyError {
+    fn from(e: BufferError) -> Self {
+        match e {
+            BufferError::TooLarge { .. } => super::error::ProxyError::BodyTooLarge,
+            BufferError::Timeout => super::error::ProxyError::BodyTimeout,
+            BufferError::Malformed(_) => super::error::ProxyError::BadBody,
+        }
+    }
+}
+
+/// Read a client's body whole, at most `limit` bytes, allowing `idle` between two reads.
+///
+/// A body whose declared length is over the limit is refused before any of it is read (so a
+/// client waiting on `Expect: 100-continue` is told at once); a chunked one as soon as it
+/// crosses the limit. Trailers are dropped.
+pub async fn read_limited<B>(
+    mut body: B,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, BufferError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let declared = body.size_hint().lower();
+    if declared > limit as u64 {
+        return Err(BufferError::TooLarge { limit });
+    }
+    // The declared length (bounded above) sizes the buffer once; a chunked body grows it.
+    let mut buf = BytesMut::with_capacity(declared as usize);
+    while !body.is_end_stream() {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BufferError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(BufferError::Malformed(e.into())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BufferError::TooLarge { limit });
+            }
+            // The first frame of a body that fits in one is kept without a copy.
+            if buf.is_empty() && body.is_end_stream() {
+                return Ok(data);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream::{self, StreamExt};
+    use http_body_util::{Full, StreamBody};
+
+    type Frames = Vec<Result<Frame<Bytes>, BoxError>>;
+
+    fn frames(chunks: &[&'static [u8]]) -> Frames {
+        chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect()
+    }
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn reads_bodies_within_the_limit() {
+        let one = read_limited(Full::new(Bytes::from_static(b"hello")), 5, IDLE).await;
+        assert_eq!(one.ok(), Some(Bytes::from_static(b"hello")));
+        let body = StreamBody::new(stream::iter(frames(&[b"ab", b"", b"cd"])));
+        let many = read_limited(body, 4, IDLE).await;
+        assert_eq!(many.ok(), Some(Bytes::from_static(b"abcd")));
+        let empty = read_limited(Full::new(Bytes::new()), 0, IDLE).await;
+        assert_eq!(empty.ok(), Some(Bytes::new()));
+    }
+
+    #[tokio::test]
+    async fn refuses_bodies_over_the_limit() {
+        let declared = read_limited(Full::new(Bytes::from_static(b"hello")), 4, IDLE).await;
+        assert!(matches!(declared, Err(BufferError::TooLarge { limit: 4 })));
+        let body = StreamBody::new(stream::iter(frames(&[b"ab", b"cd", b"e"])));
+        let streamed = read_limited(body, 4, IDLE).await;
+        assert!(matches!(streamed, Err(BufferError::TooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn broken_and_stalled_bodies_are_errors() {
+        let mut broken = frames(&[b"ab"]);
+        broken.push(Err("connection reset".into()));
+        let body = StreamBody::new(stream::iter(broken));
+        let got = read_limited(body, 100, IDLE).await;
+        assert!(matches!(got, Err(BufferError::Malformed(_))));
+
+        let stalled = stream::iter(frames(&[b"ab"])).chain(stream::pending());
+        let got = read_limited(StreamBody::new(stalled), 100, Duration::from_millis(20)).await;
+        assert!(matches!(got, Err(BufferError::Timeout)));
     }
 }

@@ -39,6 +39,12 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The upstream closed or reset the connection or sent an invalid response.
     UpstreamBroken,
+    /// A body to be read whole is larger than `--request-buffer-limit`.
+    BodyTooLarge,
+    /// A body to be read whole stalled longer than `--client-body-timeout`.
+    BodyTimeout,
+    /// A body to be read whole broke off or was malformed.
+    BadBody,
 }
 
 impl ProxyError {
@@ -49,7 +55,10 @@ impl ProxyError {
             | ProxyError::BadHost
             | ProxyError::NoRoute
             | ProxyError::MethodNotAllowed(_)
-            | ProxyError::HttpsRequired => Blame::Client,
+            | ProxyError::HttpsRequired
+            | ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout
+            | ProxyError::BadBody => Blame::Client,
             ProxyError::NoService | ProxyError::NoTargets => Blame::Gateway,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamTimeout
@@ -60,7 +69,11 @@ impl ProxyError {
     /// Status code for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::BadHost => StatusCode::BAD_REQUEST,
+            ProxyError::BadPath(_) | ProxyError::BadHost | ProxyError::BadBody => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -87,6 +100,9 @@ impl ProxyError {
                 "An invalid response was received from the upstream server".into()
             }
             ProxyError::UpstreamTimeout => "The upstream server is timing out".into(),
+            ProxyError::BodyTooLarge => "Payload too large".into(),
+            ProxyError::BodyTimeout => "Request timeout".into(),
+            ProxyError::BadBody => "Bad request".into(),
         };
         let mut resp = json_message(status, &message);
         match self {
@@ -107,6 +123,11 @@ impl ProxyError {
                     header::UPGRADE,
                     HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
                 );
+            }
+            // The rest of the body may still be on its way: close rather than read it.
+            ProxyError::BodyTooLarge | ProxyError::BodyTimeout | ProxyError::BadBody => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

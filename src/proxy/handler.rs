@@ -1,17 +1,19 @@
-//! One request's journey: normalise → route → request-phase plugins → upstream (with retries on
-//! connect failure) → response-phase plugins → stream back. See `docs/architecture.md`.
+//! One request's journey: normalise → route → (read the body, on routes whose plugins need it)
+//! → request-phase plugins → upstream (with retries on connect failure) → response-phase
+//! plugins → stream back. See `docs/architecture.md`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::body::{ProxyBody, RequestBody, UpstreamBody, read_limited};
 use super::client_ip::{RealIpConfig, client_ip};
 use super::error::ProxyError;
 use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
@@ -29,6 +31,9 @@ pub struct Shared {
     pub real_ip: RealIpConfig,
     pub pool: Arc<PoolSettings>,
     pub connections: AtomicU64,
+    /// Bounds on bodies read whole for plugins: size, and pause between two reads.
+    pub request_buffer_limit: usize,
+    pub client_body_timeout: Duration,
 }
 
 /// Per-connection facts.
@@ -66,23 +71,17 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     let peer_ip = conn.peer.ip();
     let peer_trusted =
         !shared.real_ip.trusted.is_empty() && shared.real_ip.trusted.contains(peer_ip);
-    let mut ctx = RequestCtx {
-        started: Instant::now(),
-        client_ip: if peer_trusted {
+    let mut ctx = RequestCtx::new(
+        if peer_trusted {
             client_ip(peer_ip, &parts.headers, &shared.real_ip)
         } else {
             peer_ip
         },
-        peer: conn.peer,
-        local: conn.local,
-        connection_id: conn.id,
-        connection_requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
-        route: None,
-        service: None,
-        consumer: None,
-        credential: None,
-        extensions: http::Extensions::new(),
-    };
+        conn.peer,
+        conn.local,
+        conn.id,
+        conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+    );
 
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); two could route by one and reach the
     // upstream with the other.
@@ -153,6 +152,32 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         return finish(&route.chain, &mut ctx, resp);
     }
 
+    // A plugin on this route needs the whole body: read it now, bounded, so the request phase
+    // sees it and the upstream gets the same bytes. Other routes stream it untouched.
+    let streamed = if !route.needs_request_body {
+        Some(body)
+    } else {
+        let bytes = if http_body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            match read_limited(
+                body,
+                shared.request_buffer_limit,
+                shared.client_body_timeout,
+            )
+            .await
+            {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::debug!(route = route_idx, error = %e, "request body not read");
+                    return finish(&route.chain, &mut ctx, ProxyError::from(e).into_response());
+                }
+            }
+        };
+        ctx.request_body = Some(bytes);
+        None
+    };
+
     // Hop-by-hop headers go before plugins run, so that a client's `Connection` list cannot
     // remove headers a plugin adds (a correlation id, say).
     remove_hop_by_hop(&mut parts.headers);
@@ -161,6 +186,21 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         Err((chain, resp)) => return finish(&chain, &mut ctx, resp),
     };
     let chain = consumer_chain.as_ref().unwrap_or(&route.chain);
+    let upstream_body = match streamed {
+        Some(b) if http_body::Body::is_end_stream(&b) => None,
+        Some(b) => Some(RequestBody::new(b)),
+        None => {
+            // A read body goes upstream as the request phase left it, with its own length (the
+            // client's framing, chunked or not, went with the hop-by-hop headers).
+            let bytes = ctx.request_body.clone().unwrap_or_default();
+            if !bytes.is_empty() || parts.headers.contains_key(header::CONTENT_LENGTH) {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            }
+            (!bytes.is_empty()).then(|| RequestBody::full(bytes))
+        }
+    };
 
     let Some(service) = route.service.and_then(|s| snap.services.get(s)) else {
         return finish(chain, &mut ctx, ProxyError::NoService.into_response());
@@ -203,16 +243,15 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
 
     // `preserve_host` keeps the client's Host; otherwise the target's is set per attempt.
     let set_host = !(route.preserve_host && client_host.is_some());
-    let sent = if http_body::Body::is_end_stream(&body) {
-        send_lean(&snap, service, parts, set_host, &shared.pool).await
-    } else {
-        send_upstream(&snap, service, parts, body, set_host, &shared.pool)
+    let sent = match upstream_body {
+        None => send_lean(&snap, service, parts, set_host, &shared.pool).await,
+        Some(body) => send_upstream(&snap, service, parts, body, set_host, &shared.pool)
             .await
             .map(|(resp, conn)| {
                 let (head, incoming) = resp.into_parts();
                 let body = UpstreamBody::new(incoming, conn, service.read_timeout);
                 Response::from_parts(head, ProxyBody::Upstream(body))
-            })
+            }),
     };
     match sent {
         Ok(resp) => {
@@ -469,11 +508,10 @@ async fn send_upstream(
     snap: &Snapshot,
     service: &ServiceRt,
     parts: http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
     set_host: bool,
     settings: &Arc<PoolSettings>,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
-    let body = RequestBody::new(body);
     let request_sent = body.sent_flag();
     let mut pending = Some(Request::from_parts(parts, body));
     let mut budget = ConnectBudget::new(service);

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// On shutdown, how long open connections may take to finish their requests.
     pub drain_timeout: Duration,
+    /// Largest request body read into memory for plugins that need it whole (413 above).
+    pub request_buffer_limit: usize,
+    /// Longest pause allowed between two reads of a body being read into memory (408).
+    pub client_body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +49,8 @@ impl Default for ServerConfig {
             pool: PoolSettings::default(),
             header_read_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
+            request_buffer_limit: 8 << 20,
+            client_body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -99,6 +105,8 @@ impl Gateway {
             real_ip: config.real_ip,
             pool: Arc::new(config.pool),
             connections: AtomicU64::new(0),
+            request_buffer_limit: config.request_buffer_limit,
+            client_body_timeout: config.client_body_timeout,
         });
         let (shutdown, _) = watch::channel(false);
         let mut handles = Vec::with_capacity(workers);

@@ -373,6 +373,16 @@ fn compile_route(
             StatusCode::UPGRADE_REQUIRED
         }
     };
+    let chain = resolve_chain(instances, Some(index), service, None);
+    // Consumer-scoped plugins join the chain only once the consumer is known, after the body
+    // would have been read: any that may apply here counts.
+    let needs_request_body = chain.iter().any(PluginInstance::needs_request_body)
+        || instances.iter().any(|(scope, inst)| {
+            scope.consumer.is_some()
+                && scope.route.is_none_or(|r| r == index)
+                && scope.service.is_none_or(|s| Some(s) == service)
+                && inst.needs_request_body()
+        });
     RouteRt {
         name: r.name.clone(),
         service,
@@ -381,7 +391,8 @@ fn compile_route(
         path_handling,
         allows_http: r.protocols.iter().any(|p| p == "http"),
         https_redirect,
-        chain: resolve_chain(instances, Some(index), service, None),
+        chain,
+        needs_request_body,
     }
 }
 

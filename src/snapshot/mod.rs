@@ -72,6 +72,9 @@ pub struct RouteRt {
     /// Kong's `https_redirect_status_code` (426, or a redirect status).
     pub https_redirect: StatusCode,
     pub chain: Chain,
+    /// Whether a plugin that may run on this route (in its chain, or scoped to a consumer and
+    /// applying once the consumer is known) needs the whole request body.
+    pub needs_request_body: bool,
 }
 
 /// An upstream address: `host:port`, with the key its pooled connections are filed under.

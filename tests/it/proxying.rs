@@ -454,3 +454,130 @@ async fn target_weights_set_the_shares() {
     }
     assert_eq!((heavy.request_count(), light.request_count()), (300, 100));
 }
+
+/// Writes `bytes`, closes the writing half, and returns everything read until the gateway
+/// closes (a body cut short is then seen as such).
+async fn raw_half_closed(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn bodies_read_whole_for_plugins_reach_the_upstream_intact_and_are_bounded() {
+    let up = Upstream::start().await;
+    // hmac-auth's body check makes /buffered read bodies whole; `anonymous` lets unsigned
+    // requests through, so only the pipeline is under test here.
+    let yaml = format!(
+        r#"_format_version: "3.0"
+consumers:
+- username: anon
+services:
+- name: s
+  url: http://{}
+  routes:
+  - paths: [/buffered]
+    plugins: [{{name: hmac-auth, config: {{validate_request_body: true, anonymous: anon}}}}]
+  - paths: [/streamed]
+"#,
+        up.addr()
+    );
+    let config = ServerConfig {
+        request_buffer_limit: 64 * 1024,
+        client_body_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let gw = TestGateway::start_with(&yaml, config);
+
+    // Uploaded chunked, within the limit: echoed back byte for byte, and sent upstream with a
+    // Content-Length instead of the client's chunked framing.
+    let data = pattern_bytes(64 * 1024);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let resp = client()
+        .post(gw.url("/buffered/echo"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.bytes().await.unwrap();
+    assert!(got == data, "echoed body differs ({} bytes)", got.len());
+    let seen = up.requests().pop().expect("recorded");
+    assert_eq!(seen.headers["content-length"], "65536");
+    assert!(seen.headers.get("transfer-encoding").is_none());
+    assert_eq!(seen.body_len, 65536);
+    let before = up.request_count();
+
+    // Over the limit by Content-Length: refused before any of the body is read.
+    let resp = raw_http(
+        gw.addr,
+        b"POST /buffered/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 65537\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.contains(r#"{"message":"Payload too large"}"#),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    // Over the limit while chunked: refused once the limit is crossed.
+    let mut chunked =
+        b"POST /buffered/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(b"6000\r\n");
+        chunked.extend_from_slice(&[b'a'; 0x6000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let text = raw_half_closed(gw.addr, &chunked).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // Malformed chunked encoding, and a body cut short: 400.
+    let text = raw_half_closed(
+        gw.addr,
+        b"POST /buffered HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains(r#"{"message":"Bad request"}"#), "{text}");
+    let text = raw_half_closed(
+        gw.addr,
+        b"POST /buffered HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // A client that stops sending: 408 after --client-body-timeout.
+    let resp = raw_http(
+        gw.addr,
+        b"POST /buffered HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#"{"message":"Request timeout"}"#), "{text}");
+    assert_eq!(up.request_count(), before, "no refused body went upstream");
+
+    // Routes without such a plugin still stream bodies of any size.
+    let big = pattern_bytes(256 * 1024);
+    let resp = client()
+        .post(gw.url("/streamed/echo"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap() == big);
+    // A bodiless request on the buffering route takes the usual path.
+    let resp = client().get(gw.url("/buffered")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -659,19 +659,7 @@ mod tests {
         }))
         .unwrap();
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
-        let mut ctx = RequestCtx {
-            started: std::time::Instant::now(),
-            client_ip: addr.ip(),
-            peer: addr,
-            local: addr,
-            connection_id: 1,
-            connection_requests: 1,
-            route: None,
-            service: None,
-            consumer: None,
-            credential: None,
-            extensions: http::Extensions::new(),
-        };
+        let mut ctx = RequestCtx::new(addr.ip(), addr, addr, 1, 1);
         let (mut resp, ()) = Response::new(()).into_parts();
         resp.headers
             .append(header::SET_COOKIE, HeaderValue::from_static("session=old"));
