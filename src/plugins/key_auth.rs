@@ -10,17 +10,17 @@
 //! key → `403 {"message":"Invalid authentication credentials"}`. On success the upstream gets
 //! the consumer headers (see [`super::auth`]) and `X-API-Key-Owner` (the consumer's username).
 //!
-//! Keys are looked up by their SHA-256 digest, so neither the hash table's probing nor a string
-//! comparison can reveal through timing how much of a guessed key was right.
+//! Keys are looked up in a [`SecretMap`]: a randomly seeded hash picks the candidates, which are
+//! compared in constant time, so timing does not reveal how much of a guessed key was right.
 
 use std::collections::HashMap;
 
-use aws_lc_rs::digest;
 use http::StatusCode;
 use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::auth::{self, AuthCommon};
+use super::secret_map::SecretMap;
 use super::{BuildContext, Flow, Plugin, RequestCtx, query};
 use crate::config::model::{KeyauthCredential, Located};
 use crate::consumers::{Consumers, CredentialId, credential_id};
@@ -260,17 +260,10 @@ pub struct KeyCredential {
     pub id: CredentialId,
 }
 
-/// Every API key of a configuration, by SHA-256 digest.
+/// Every API key of a configuration.
 #[derive(Default)]
 pub struct KeyIndex {
-    by_digest: HashMap<[u8; 32], KeyCredential>,
-}
-
-fn key_digest(key: &[u8]) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, key);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    by_key: SecretMap<KeyCredential>,
 }
 
 impl KeyIndex {
@@ -279,7 +272,7 @@ impl KeyIndex {
         consumer_ids: &[&str],
         errors: &mut Vec<(String, String)>,
     ) -> KeyIndex {
-        let mut by_digest = HashMap::with_capacity(credentials.len());
+        let mut by_key = SecretMap::with_capacity(credentials.len());
         let mut per_consumer: HashMap<usize, usize> = HashMap::new();
         for c in credentials {
             let Some(consumer) = c.parent else { continue };
@@ -296,10 +289,7 @@ impl KeyIndex {
                 &n.to_string(),
             );
             let cred = KeyCredential { consumer, id };
-            if by_digest
-                .insert(key_digest(c.item.key.as_bytes()), cred)
-                .is_some()
-            {
+            if !by_key.insert(c.item.key.as_bytes(), cred) {
                 // The key itself is a secret: the message does not repeat it.
                 errors.push((
                     format!("{}.key", c.path),
@@ -307,19 +297,19 @@ impl KeyIndex {
                 ));
             }
         }
-        KeyIndex { by_digest }
+        KeyIndex { by_key }
     }
 
     /// The credential of `key`, if any.
     pub fn lookup(&self, key: &[u8]) -> Option<&KeyCredential> {
-        self.by_digest.get(&key_digest(key))
+        self.by_key.get(key)
     }
 
     pub fn len(&self) -> usize {
-        self.by_digest.len()
+        self.by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
+        self.by_key.is_empty()
     }
 }

@@ -27,6 +27,7 @@ pub mod key_auth;
 pub mod query;
 pub mod request_termination;
 pub mod request_transformer;
+pub mod secret_map;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

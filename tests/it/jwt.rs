@@ -489,3 +489,23 @@ routes:
         );
     }
 }
+
+/// A verified token is remembered by the worker, but the clock is checked on every request.
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&plugin_key_config(&up));
+    let claims = json!({
+        "sub": "user-42", "exp": now() + 2, "iss": "https://issuer.example", "aud": "api",
+    });
+    let token = signer::sign_hmac("HS256", b"change-me-in-production", &claims);
+    for _ in 0..2 {
+        let (status, seen, _) = get(&gw, "/hs", &[("authorization", &bearer(&token))]).await;
+        assert_eq!(status, 200);
+        assert_eq!(seen["headers"]["x-user-id"], "user-42");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, body, _) = get(&gw, "/hs", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "Token expired");
+}

@@ -14,6 +14,7 @@
 //! `401` with `{"message": ...}` and an RFC 6750 `WWW-Authenticate: Bearer` challenge.
 //! `claims_to_headers` copies verified claims into upstream headers.
 
+pub mod cache;
 pub mod credentials;
 #[cfg(test)]
 mod test_signer;
@@ -145,7 +146,13 @@ pub struct Jwt {
     common: AuthCommon,
     realm: String,
     consumers: Arc<Consumers>,
+    /// This instance's entries in the verified-token cache.
+    cache_id: u64,
 }
+
+/// What a verified token gives the request: its consumer and credential (consumer model) and
+/// the headers from `claims_to_headers`.
+type VerifiedParts = (Option<(usize, HeaderValue)>, Vec<(HeaderName, HeaderValue)>);
 
 /// Why a request was refused: a message for the body, and the RFC 6750 error attributes
 /// (`None` when the request carried no token at all, as RFC 6750 §3.1 asks).
@@ -261,6 +268,7 @@ impl Plugin for Jwt {
             common,
             realm,
             consumers: ctx.consumers.clone(),
+            cache_id: cache::instance_id(),
         })
     }
 
@@ -392,28 +400,18 @@ impl Jwt {
         ctx: &mut RequestCtx,
         req: &mut http::request::Parts,
     ) -> Result<(), Refusal> {
-        // The token borrows the request; keep only what outlives it.
-        let (consumer, claims) = {
+        // The token borrows the request: keep only what outlives it.
+        let (consumer, headers) = {
             let raw = self.find_token(req)?;
-            let token = token::parse(&raw, self.max_token_length)?;
-            let consumer = match &self.keys {
-                Keys::Plugin { key, algorithms } => {
-                    if !algorithms.contains(&token.algorithm()) {
-                        return Err(TokenError::AlgorithmNotAllowed(token.algorithm()).into());
-                    }
-                    token.verify(key)?;
-                    None
-                }
-                Keys::Credentials {
-                    key_claim_name,
-                    secret_is_base64,
-                } => {
-                    Some(self.verify_with_credential(&token, key_claim_name, *secret_is_base64)?)
-                }
-            };
-            (consumer, token.into_claims())
+            let cached = cache::with(self.cache_id, &raw, |v| {
+                self.check_claims(&v.claims)
+                    .map(|()| (v.consumer.clone(), v.headers.clone()))
+            });
+            match cached {
+                Some(outcome) => outcome?,
+                None => self.verify(&raw)?,
+            }
         };
-        self.check_claims(&claims)?;
         if let Some((consumer, credential)) = consumer {
             auth::set_consumer(
                 ctx,
@@ -423,12 +421,50 @@ impl Jwt {
                 Some(&credential),
             );
         }
-        for (claim, name) in &self.claims_to_headers {
-            if let Some(v) = claims.get(claim).and_then(claim_header_value) {
-                req.headers.insert(name.clone(), v);
-            }
+        for (name, value) in headers {
+            req.headers.insert(name, value);
         }
         Ok(())
+    }
+
+    /// The full check of a token not seen before (decoding, signature, claims); a token that
+    /// passes is remembered by this worker's cache.
+    fn verify(&self, raw: &str) -> Result<VerifiedParts, Refusal> {
+        let token = token::parse(raw, self.max_token_length)?;
+        let consumer = match &self.keys {
+            Keys::Plugin { key, algorithms } => {
+                if !algorithms.contains(&token.algorithm()) {
+                    return Err(TokenError::AlgorithmNotAllowed(token.algorithm()).into());
+                }
+                token.verify(key)?;
+                None
+            }
+            Keys::Credentials {
+                key_claim_name,
+                secret_is_base64,
+            } => Some(self.verify_with_credential(&token, key_claim_name, *secret_is_base64)?),
+        };
+        let claims = token.into_claims();
+        self.check_claims(&claims)?;
+        let headers: Vec<(HeaderName, HeaderValue)> = self
+            .claims_to_headers
+            .iter()
+            .filter_map(|(claim, name)| {
+                let value = claims.get(claim).and_then(claim_header_value)?;
+                Some((name.clone(), value))
+            })
+            .collect();
+        let parts = (consumer.clone(), headers.clone());
+        cache::insert(
+            self.cache_id,
+            raw,
+            cache::Verified {
+                consumer,
+                claims,
+                headers,
+            },
+        );
+        Ok(parts)
     }
 
     /// Kong's lookup: the credential named by the `key_claim_name` claim, whose algorithm the
