@@ -2,8 +2,9 @@
 //! a query parameter.
 //!
 //! Config (Kong's): `key_names` (default `[apikey]`; each name is looked for as a header, then
-//! as a query parameter), `key_in_header`, `key_in_query`, `hide_credentials`, `anonymous`,
-//! `run_on_preflight`, `realm`. `key_in_body` is accepted only as `false` in this version.
+//! as a query parameter, then as a field of a form or JSON body), `key_in_header`,
+//! `key_in_query`, `key_in_body` (the route then reads request bodies whole), `hide_credentials`,
+//! `anonymous`, `run_on_preflight`, `realm`.
 //!
 //! Answers: no key → `401 {"message":"No API key found in request"}` with
 //! `WWW-Authenticate: Key realm="gatehouse"`; the same key name given twice → 401; an unknown
@@ -20,6 +21,7 @@ use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::auth::{self, AuthCommon};
+use super::body_fields::{self, BodyKind};
 use super::secret_map::SecretMap;
 use super::{BuildContext, Flow, Plugin, RequestCtx, query};
 use crate::config::model::{KeyauthCredential, Located};
@@ -65,6 +67,7 @@ pub struct KeyAuth {
     names: Vec<KeyName>,
     in_header: bool,
     in_query: bool,
+    in_body: bool,
     hide_credentials: bool,
     common: AuthCommon,
     challenge: HeaderValue,
@@ -75,6 +78,7 @@ pub struct KeyAuth {
 enum Found {
     Header(HeaderName),
     Query(String),
+    Body(BodyKind, String),
 }
 
 /// Why no consumer could be identified.
@@ -82,6 +86,8 @@ enum Failure {
     Missing,
     Duplicate,
     Invalid,
+    /// `key_in_body` and a body that is not what its `Content-Type` says.
+    BadBody,
 }
 
 impl Plugin for KeyAuth {
@@ -113,12 +119,6 @@ impl Plugin for KeyAuth {
                 })
             })
             .collect();
-        if c.key_in_body {
-            errors.push((
-                "key_in_body".into(),
-                "keys in the request body are not supported by this version of Gatehouse".into(),
-            ));
-        }
         let realm = c.realm.as_deref().unwrap_or("gatehouse");
         if let Err(e) = auth::check_realm(realm) {
             errors.extend(e);
@@ -135,6 +135,7 @@ impl Plugin for KeyAuth {
                 names,
                 in_header: c.key_in_header,
                 in_query: c.key_in_query,
+                in_body: c.key_in_body,
                 hide_credentials: c.hide_credentials,
                 common,
                 challenge: auth::challenge("Key", realm),
@@ -144,15 +145,19 @@ impl Plugin for KeyAuth {
         }
     }
 
+    fn needs_request_body(&self) -> bool {
+        self.in_body
+    }
+
     async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
         if self.common.skip(ctx, &req.method) {
             return Flow::Continue;
         }
-        let outcome = self.identify(req);
+        let outcome = self.identify(req, ctx.request_body.as_deref());
         let failure = match outcome {
             Ok((cred, found)) => {
                 if self.hide_credentials {
-                    hide(req, found);
+                    hide(req, &mut ctx.request_body, found);
                 }
                 auth::set_consumer(
                     ctx,
@@ -191,14 +196,21 @@ impl Plugin for KeyAuth {
                     "Invalid authentication credentials",
                     None,
                 ),
+                Failure::BadBody => {
+                    auth::refusal(StatusCode::BAD_REQUEST, "Cannot process request body", None)
+                }
             })
     }
 }
 
 impl KeyAuth {
-    /// Find the key (first name first; for each name the header, then the query) and its
-    /// credential.
-    fn identify(&self, req: &http::request::Parts) -> Result<(&KeyCredential, Found), Failure> {
+    /// Find the key (first name first; for each name the header, the query, then the body) and
+    /// its credential.
+    fn identify(
+        &self,
+        req: &http::request::Parts,
+        body: Option<&[u8]>,
+    ) -> Result<(&KeyCredential, Found), Failure> {
         for name in &self.names {
             if self.in_header
                 && let Some(header) = &name.header
@@ -235,13 +247,39 @@ impl KeyAuth {
                         .ok_or(Failure::Invalid);
                 }
             }
+            if self.in_body
+                && let Some(body) = body
+            {
+                let kind = BodyKind::of(&req.headers);
+                let values =
+                    body_fields::values(kind, body, &name.name).map_err(|_| Failure::BadBody)?;
+                if values.len() > 1 {
+                    return Err(Failure::Duplicate);
+                }
+                if let Some(key) = values.first().filter(|k| !k.is_empty()) {
+                    return self
+                        .consumers
+                        .keyauth
+                        .lookup(key.as_bytes())
+                        .map(|c| (c, Found::Body(kind, name.name.clone())))
+                        .ok_or(Failure::Invalid);
+                }
+            }
         }
         Err(Failure::Missing)
     }
 }
 
-fn hide(req: &mut http::request::Parts, found: Found) {
+fn hide(req: &mut http::request::Parts, body: &mut Option<bytes::Bytes>, found: Found) {
     match found {
+        Found::Body(kind, name) => {
+            // The body parsed a moment ago, so removing a field cannot fail.
+            if let Some(b) = body.as_ref()
+                && let Ok(rest) = body_fields::without(kind, b, &name)
+            {
+                *body = Some(rest);
+            }
+        }
         Found::Header(h) => {
             req.headers.remove(h);
         }

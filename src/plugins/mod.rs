@@ -17,6 +17,7 @@
 pub mod acl;
 pub mod auth;
 pub mod basic_auth;
+pub mod body_fields;
 pub mod chain;
 pub mod correlation_id;
 pub mod forward_auth;

@@ -335,7 +335,7 @@ keyauth_credentials:
 routes:
 - paths: [/]
   plugins:
-  - {name: key-auth, config: {anonymous: ghost, key_in_body: true}}
+  - {name: key-auth, config: {anonymous: ghost}}
   - {name: acl, config: {allow: [a], deny: [b]}}
   - {name: basic-auth, config: {realm: "a\"b"}}
 "#;
@@ -351,7 +351,6 @@ routes:
         "keyauth_credentials[0]: a top-level entry of `keyauth_credentials` must name its `consumer`",
         "keyauth_credentials[1].consumer: no consumer named `nobody`",
         "routes[0].plugins[0].config.anonymous: no consumer with id or username `ghost`",
-        "routes[0].plugins[0].config.key_in_body: keys in the request body are not supported",
         "routes[0].plugins[1].config: only one of these fields must be non-empty",
         "routes[0].plugins[2].config.realm: must be non-empty printable ASCII",
     ] {
@@ -364,4 +363,59 @@ routes:
         !errors.contains("same\n"),
         "a key is never echoed: {errors}"
     );
+}
+
+#[tokio::test]
+async fn key_auth_reads_keys_from_form_and_json_bodies() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+- username: alice
+  keyauth_credentials: [{{key: alice-key}}]
+services:
+- name: s
+  url: http://{}
+  routes:
+  - paths: [/echo]
+    strip_path: false
+    plugins: [{{name: key-auth, config: {{key_in_body: true, hide_credentials: true}}}}]
+"#,
+        up.addr()
+    ));
+    let post = |content_type: &'static str, body: &'static str| {
+        let url = gw.url("/echo");
+        async move {
+            let resp = crate::support::client()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    // The upstream echoes the body it received: the key is gone, the rest is intact.
+    let (status, echoed) = post(
+        "application/x-www-form-urlencoded",
+        "item=book&apikey=alice-key&qty=2",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed, "item=book&qty=2");
+    let (status, echoed) = post(
+        "application/json",
+        r#"{"apikey":"alice-key","item":"book"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed, r#"{"item":"book"}"#);
+    let (status, _) = post("application/json", r#"{"apikey":"wrong"}"#).await;
+    assert_eq!(status, 403);
+    let (status, body) = post("application/json", r#"{"apikey": "#).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Cannot process request body"), "{body}");
+    let (status, _) = post("text/plain", "apikey=alice-key").await;
+    assert_eq!(status, 401, "only forms and JSON carry fields");
 }
