@@ -8,6 +8,7 @@ mod config_errors;
 mod forward_auth;
 mod hardening;
 mod harness;
+mod jwks;
 mod jwt;
 #[path = "../../src/plugins/jwt/test_signer.rs"]
 mod jwt_signer;
