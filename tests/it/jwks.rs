@@ -360,7 +360,7 @@ async fn unknown_kids_cause_at_most_one_fetch_per_interval() {
         &gateway_yaml(
             &up,
             &format!(
-                "        jwks_uri: {}\n        algorithms: [RS256]\n        jwks_min_refresh_interval: 1\n",
+                "        jwks_uri: {}\n        algorithms: [RS256]\n        jwks_min_refresh_interval: 2\n",
                 idp.uri()
             ),
         ),
@@ -386,7 +386,8 @@ async fn unknown_kids_cause_at_most_one_fetch_per_interval() {
             }
         }
     };
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Two seconds leave the second burst ample time to land within the interval.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     idp.delay_ms.store(200, Ordering::SeqCst);
     burst(1).await;
     assert_eq!(idp.hits(), 2, "one refetch for the whole burst");
