@@ -22,6 +22,7 @@ pub mod chain;
 pub mod correlation_id;
 pub mod forward_auth;
 pub mod hmac_auth;
+pub mod http_call;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;

@@ -9,6 +9,7 @@ mod forward_auth;
 mod hardening;
 mod harness;
 mod hmac_auth;
+mod jwks;
 mod jwt;
 #[path = "../../src/plugins/jwt/test_signer.rs"]
 mod jwt_signer;

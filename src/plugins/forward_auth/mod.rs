@@ -11,12 +11,9 @@
 //! (connection refused, `timeout` elapsed, malformed response) the request is refused with
 //! `503 {"message": ...}`, or let through with `failure_mode_allow` (Envoy's option).
 //!
-//! The call runs on the worker's runtime through the proxy's own upstream machinery: the
-//! per-worker keep-alive pool and the lean HTTP/1.1 client, which exist for exactly this kind
-//! of bodiless request. An IP literal in `address` is checked here and connects without any
-//! lookup; a host name is resolved at each new connection, as for upstream targets.
-
-mod exchange;
+//! The call runs on the worker's runtime through [`super::http_call`]: the proxy's per-worker
+//! keep-alive pool and lean HTTP/1.1 client, which exist for exactly this kind of bodiless
+//! request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,14 +24,15 @@ use http::{Method, Response, StatusCode, Uri};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+use super::http_call::{self, Answer, CallError, Endpoint};
 use super::{BuildContext, Flow, Plugin, RequestCtx, json_message};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
 use crate::proxy::pool::{ConnectError, PoolSettings};
-use crate::snapshot::{TargetAddr, target_addr};
-use exchange::{Answer, ExchangeError};
+use crate::snapshot::TargetAddr;
 
-pub use exchange::MAX_BODY_BYTES;
+/// Largest auth response body read back (and relayed to the client on a denial).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 pub const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
@@ -109,8 +107,8 @@ impl Plugin for ForwardAuth {
 
     fn new(c: Config, _ctx: &BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let address = parse_address(&c.address)
-            .map_err(|e| errors.push(("address".to_string(), e)))
+        let address = Endpoint::parse(&c.address)
+            .map_err(|e| errors.push(("address".to_string(), e.to_string())))
             .ok();
         if c.timeout == 0 || c.timeout > i32::MAX as u64 {
             errors.push((
@@ -176,20 +174,22 @@ impl Plugin for ForwardAuth {
             ));
         }
         match address {
-            Some((target, path)) if errors.is_empty() => Ok(ForwardAuth(Box::new(Settings {
-                host: target.host_header.clone(),
-                target,
-                path,
-                timeout: Duration::from_millis(c.timeout),
-                trust_forward_header: c.trust_forward_header,
-                request_headers: (!request_headers.is_empty()).then_some(request_headers),
-                response_headers,
-                response_regex,
-                cookies: c.add_auth_cookies_to_response,
-                denied_headers: (!denied_headers.is_empty()).then_some(denied_headers),
-                failure_mode_allow: c.failure_mode_allow,
-                pool: Arc::new(PoolSettings::default()),
-            }))),
+            Some(Endpoint { target, path }) if errors.is_empty() => {
+                Ok(ForwardAuth(Box::new(Settings {
+                    host: target.host_header.clone(),
+                    target,
+                    path,
+                    timeout: Duration::from_millis(c.timeout),
+                    trust_forward_header: c.trust_forward_header,
+                    request_headers: (!request_headers.is_empty()).then_some(request_headers),
+                    response_headers,
+                    response_regex,
+                    cookies: c.add_auth_cookies_to_response,
+                    denied_headers: (!denied_headers.is_empty()).then_some(denied_headers),
+                    failure_mode_allow: c.failure_mode_allow,
+                    pool: Arc::new(PoolSettings::default()),
+                })))
+            }
             _ => Err(errors),
         }
     }
@@ -197,7 +197,7 @@ impl Plugin for ForwardAuth {
     async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
         let s = &*self.0;
         let auth_req = s.auth_request(ctx, req);
-        match exchange::call(&s.target, &auth_req, s.timeout, &s.pool).await {
+        match http_call::call(&s.target, &auth_req, s.timeout, MAX_BODY_BYTES, &s.pool).await {
             Ok(answer) if answer.head.status.is_success() => {
                 s.allow(ctx, req, &answer);
                 Flow::Continue
@@ -211,7 +211,7 @@ impl Plugin for ForwardAuth {
                     return Flow::Continue;
                 }
                 let message = match e {
-                    ExchangeError::Timeout(_) | ExchangeError::Connect(ConnectError::Timeout) => {
+                    CallError::Timeout(_) | CallError::Connect(ConnectError::Timeout) => {
                         "The authorization service did not answer in time"
                     }
                     _ => "The authorization service is unavailable",
@@ -433,69 +433,6 @@ impl Settings {
     }
 }
 
-/// `http://host[:port][/path][?query]` → the target to connect to and the request target.
-fn parse_address(address: &str) -> Result<(TargetAddr, Uri), String> {
-    let uri: Uri = address
-        .parse()
-        .map_err(|e| format!("invalid URL `{address}`: {e}"))?;
-    match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("http") => {}
-        Some(s) if s.eq_ignore_ascii_case("https") => {
-            return Err(
-                "https is not supported by this version of Gatehouse: use an http:// address"
-                    .into(),
-            );
-        }
-        _ => {
-            return Err(format!(
-                "`{address}` must be an http:// URL such as http://auth.internal:9000/verify"
-            ));
-        }
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("`{address}` has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err("user information in the address is not supported".into());
-    }
-    let raw_host = authority.host();
-    let host = match raw_host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("invalid IPv6 address `{raw_host}`"))?
-            .to_string(),
-        None => match raw_host.parse::<std::net::Ipv4Addr>() {
-            Ok(v4) => v4.to_string(),
-            Err(_) if is_host_name(raw_host) => raw_host.to_ascii_lowercase(),
-            Err(_) => return Err(format!("invalid host `{raw_host}`")),
-        },
-    };
-    let port = match authority.port_u16() {
-        Some(0) => return Err("port must be between 1 and 65535".into()),
-        Some(p) => p,
-        None => 80,
-    };
-    let path = match uri.path_and_query().map(|p| p.as_str()) {
-        Some(p) if p.starts_with('/') => p.to_owned(),
-        Some(p) => format!("/{p}"),
-        None => "/".to_owned(),
-    };
-    let path = Uri::try_from(path).map_err(|e| format!("invalid path: {e}"))?;
-    Ok((target_addr(&host, port), path))
-}
-
-/// A DNS name: dot-separated labels of letters, digits, `-` and `_`.
-fn is_host_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
 /// Parse a list of header names, reporting bad ones as `field[i]`.
 fn header_names(
     names: &[String],
@@ -583,43 +520,6 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.into_iter().map(|(f, _)| f).collect(),
         }
-    }
-
-    #[test]
-    fn parses_addresses() {
-        let (t, p) = parse_address("http://auth.internal:9000/verify?app=1").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, &*t.key),
-            ("auth.internal", 9000, "auth.internal:9000")
-        );
-        assert_eq!(t.host_header, "auth.internal:9000");
-        assert_eq!(p, "/verify?app=1");
-        let (t, p) = parse_address("http://10.0.0.7").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.host_header.to_str().unwrap()),
-            ("10.0.0.7", 80, "10.0.0.7")
-        );
-        assert_eq!(p, "/");
-        let (t, _) = parse_address("HTTP://[::1]:8080/a").unwrap();
-        assert_eq!((t.host.as_str(), &*t.key), ("::1", "[::1]:8080"));
-        for bad in [
-            "https://auth/verify",
-            "ftp://auth/",
-            "auth:9000/verify",
-            "/verify",
-            "http://user:pw@auth/",
-            "http://auth:0/",
-            "http://[zz]/",
-            "http://a..b/",
-            "",
-        ] {
-            assert!(parse_address(bad).is_err(), "{bad}");
-        }
-        assert!(
-            parse_address("https://a/")
-                .unwrap_err()
-                .contains("https is not supported")
-        );
     }
 
     #[test]

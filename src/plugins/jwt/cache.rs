@@ -29,6 +29,9 @@ pub struct Verified {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// Whose entries: a plugin instance's id and the generation of its key set.
+pub type Key = (u64, u64);
+
 /// A fresh id for a plugin instance (never reused, unlike an address).
 pub fn instance_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -38,15 +41,15 @@ pub fn instance_id() -> u64 {
 #[derive(Default)]
 struct WorkerCache {
     len: usize,
-    by_instance: HashMap<u64, SecretMap<Verified>>,
+    by_instance: HashMap<Key, SecretMap<Verified>>,
 }
 
 thread_local! {
     static VERIFIED: RefCell<WorkerCache> = RefCell::new(WorkerCache::default());
 }
 
-/// Run `f` on the entry for `token` of plugin instance `instance`, if there is one.
-pub fn with<R>(instance: u64, token: &str, f: impl FnOnce(&Verified) -> R) -> Option<R> {
+/// Run `f` on the entry for `token` under `instance`, if there is one.
+pub fn with<R>(instance: Key, token: &str, f: impl FnOnce(&Verified) -> R) -> Option<R> {
     VERIFIED.with(|cache| {
         let cache = cache.borrow();
         cache
@@ -58,7 +61,7 @@ pub fn with<R>(instance: u64, token: &str, f: impl FnOnce(&Verified) -> R) -> Op
 }
 
 /// Remember a verified token.
-pub fn insert(instance: u64, token: &str, verified: Verified) {
+pub fn insert(instance: Key, token: &str, verified: Verified) {
     if token.len() > MAX_CACHED_TOKEN {
         return;
     }
@@ -95,7 +98,7 @@ mod tests {
 
     #[test]
     fn entries_are_per_instance_and_bounded() {
-        let (a, b) = (instance_id(), instance_id());
+        let (a, b) = ((instance_id(), 0), (instance_id(), 0));
         insert(a, "tok-1", verified("one"));
         assert_eq!(
             with(a, "tok-1", |v| v.claims["sub"].clone()),

@@ -6,16 +6,19 @@
 //!   `key_claim_name` claim (default `iss`); that credential's algorithm and secret or public
 //!   key verify it, and its consumer is the request's consumer.
 //! - **A key on the plugin** (extension, the founding document's model): `secret` (HS*),
-//!   `public_key` (PEM: RSA, EC or Ed25519), with `algorithms` listing what that key accepts;
-//!   no consumer is involved.
+//!   `public_key` (PEM: RSA, EC or Ed25519), or a JWK Set (`jwks` inline, or `jwks_uri` fetched
+//!   from an identity provider, the token's `kid` choosing the key), with `algorithms` listing
+//!   what is accepted; no consumer is involved.
 //!
 //! Tokens are read from the query (`uri_param_names`), cookies (`cookie_names`) and
 //! `Authorization: Bearer` (`header_names`); two different tokens are refused. Every refusal is
-//! `401` with `{"message": ...}` and an RFC 6750 `WWW-Authenticate: Bearer` challenge.
+//! `401` with `{"message": ...}` and an RFC 6750 `WWW-Authenticate: Bearer` challenge, except
+//! `503` while a `jwks_uri` has never given any key.
 //! `claims_to_headers` copies verified claims into upstream headers.
 
 pub mod cache;
 pub mod credentials;
+pub mod jwks;
 #[cfg(test)]
 mod test_signer;
 pub mod token;
@@ -23,7 +26,7 @@ pub mod token;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
@@ -31,8 +34,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{self, AuthCommon};
+use super::http_call::{Endpoint, UrlError};
 use super::{BuildContext, Flow, Plugin, RequestCtx, query};
 use crate::consumers::Consumers;
+use jwks::{Failure, Jwks, RemoteSettings};
 use token::{Algorithm, Claims, KeyKind, Token, TokenError, VerifyKey};
 
 fn default_uri_param_names() -> Vec<String> {
@@ -50,6 +55,11 @@ fn default_true() -> bool {
 fn default_max_token_length() -> usize {
     8192
 }
+const DEFAULT_JWKS_CACHE_TTL: u64 = 300;
+const DEFAULT_JWKS_MIN_REFRESH_INTERVAL: u64 = 30;
+const DEFAULT_JWKS_TIMEOUT: u64 = 5_000;
+/// Upper bound of the `jwks_*` durations in seconds (a year, as `maximum_expiration`).
+const MAX_JWKS_SECONDS: u64 = 31_536_000;
 
 /// One string or a list of strings.
 #[derive(Debug, Deserialize)]
@@ -99,6 +109,17 @@ pub struct Config {
     pub public_key: Option<String>,
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// An inline JWK Set (`{"keys": [...]}`).
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    /// Seconds; `None` so that setting one without `jwks_uri` can be reported.
+    #[serde(default)]
+    pub jwks_cache_ttl: Option<u64>,
+    #[serde(default)]
+    pub jwks_min_refresh_interval: Option<u64>,
+    /// Milliseconds for a whole fetch.
+    #[serde(default)]
+    pub jwks_timeout: Option<u64>,
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
     #[serde(default)]
@@ -125,6 +146,12 @@ enum Keys {
     /// A key configured on the plugin, with the algorithms it accepts.
     Plugin {
         key: VerifyKey,
+        algorithms: Vec<Algorithm>,
+    },
+    /// A JWK Set on the plugin (inline or fetched); each key is used only for the algorithms
+    /// it allows among these.
+    Jwks {
+        jwks: Jwks,
         algorithms: Vec<Algorithm>,
     },
 }
@@ -154,9 +181,11 @@ pub struct Jwt {
 /// the headers from `claims_to_headers`.
 type VerifiedParts = (Option<(usize, HeaderValue)>, Vec<(HeaderName, HeaderValue)>);
 
-/// Why a request was refused: a message for the body, and the RFC 6750 error attributes
-/// (`None` when the request carried no token at all, as RFC 6750 §3.1 asks).
+/// Why a request was refused: a status (401, or 503 while a `jwks_uri` has given no key), a
+/// message for the body, and the RFC 6750 error attributes (`None` when the request carried no
+/// token at all, as RFC 6750 §3.1 asks).
 struct Refusal {
+    status: StatusCode,
     message: Cow<'static, str>,
     description: Option<&'static str>,
 }
@@ -164,8 +193,25 @@ struct Refusal {
 impl Refusal {
     fn invalid(message: impl Into<Cow<'static, str>>, description: &'static str) -> Refusal {
         Refusal {
+            status: StatusCode::UNAUTHORIZED,
             message: message.into(),
             description: Some(description),
+        }
+    }
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Refusal {
+        match f {
+            Failure::Token(e) => e.into(),
+            // The identity provider's key endpoint is down, not the client's token wrong: a
+            // 401 would send clients to fetch new tokens (more load on a provider in trouble)
+            // and hide the outage among authentication failures.
+            Failure::NoKeys => Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: Cow::Borrowed("No keys available to verify the token"),
+                description: None,
+            },
         }
     }
 }
@@ -221,12 +267,6 @@ impl Plugin for Jwt {
         if c.max_token_length == 0 {
             err("max_token_length", "must be greater than 0".into());
         }
-        if c.jwks_uri.is_some() {
-            err(
-                "jwks_uri",
-                "JWKS endpoints are not supported by this version of Gatehouse; give the key as `public_key`".into(),
-            );
-        }
         let realm = c.realm.clone().unwrap_or_else(|| "gatehouse".into());
         if let Err(e) = auth::check_realm(&realm) {
             errors.extend(e);
@@ -280,32 +320,75 @@ impl Plugin for Jwt {
         for (_, name) in &self.claims_to_headers {
             req.headers.remove(name);
         }
-        let refusal = match self.authenticate(ctx, req) {
+        let refusal = match self.authenticate(ctx, req).await {
             Ok(()) => return Flow::Continue,
             Err(r) => r,
         };
         self.common
             .fail(ctx, &mut req.headers, &self.consumers, || {
-                auth::refusal(
-                    StatusCode::UNAUTHORIZED,
-                    &refusal.message,
-                    Some(&self.challenge(refusal.description)),
-                )
+                // A challenge asks for credentials: only a 401 carries one.
+                let challenge = (refusal.status == StatusCode::UNAUTHORIZED)
+                    .then(|| self.challenge(refusal.description));
+                auth::refusal(refusal.status, &refusal.message, challenge.as_ref())
             })
     }
 }
 
-/// The key configured on the plugin, if any, with the algorithms it accepts.
+/// The key source configured on the plugin, if any, with the algorithms it accepts.
 fn plugin_keys(c: &Config, errors: &mut Vec<(String, String)>) -> Option<Keys> {
-    let (key, field) = match (&c.secret, &c.public_key) {
-        (Some(_), Some(_)) => {
-            errors.push((
-                String::new(),
-                "only one of these fields may be set: 'config.secret', 'config.public_key'".into(),
-            ));
-            return None;
+    let sources: Vec<&str> = [
+        ("secret", c.secret.is_some()),
+        ("public_key", c.public_key.is_some()),
+        ("jwks_uri", c.jwks_uri.is_some()),
+        ("jwks", c.jwks.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if sources.len() > 1 {
+        errors.push((
+            String::new(),
+            "only one of these fields may be set: 'config.secret', 'config.public_key', 'config.jwks_uri', 'config.jwks'".into(),
+        ));
+        return None;
+    }
+    if c.jwks_uri.is_none() {
+        for (field, set) in [
+            ("jwks_cache_ttl", c.jwks_cache_ttl.is_some()),
+            (
+                "jwks_min_refresh_interval",
+                c.jwks_min_refresh_interval.is_some(),
+            ),
+            ("jwks_timeout", c.jwks_timeout.is_some()),
+        ] {
+            if set {
+                errors.push((field.into(), "applies to `jwks_uri` only".into()));
+            }
         }
-        (Some(secret), None) => {
+    }
+    match sources.first().copied() {
+        None => {
+            if c.algorithms.is_some() {
+                errors.push((
+                    "algorithms".into(),
+                    "applies to a key on the plugin: set `secret`, `public_key`, `jwks_uri` or `jwks`".into(),
+                ));
+                return None;
+            }
+            Some(Keys::Credentials {
+                key_claim_name: c.key_claim_name.clone(),
+                secret_is_base64: c.secret_is_base64,
+            })
+        }
+        Some(field @ ("jwks_uri" | "jwks")) => jwks_keys(c, field, errors),
+        Some(_) => single_key(c, errors),
+    }
+}
+
+/// `secret` or `public_key`, and the algorithms it accepts.
+fn single_key(c: &Config, errors: &mut Vec<(String, String)>) -> Option<Keys> {
+    let (key, field) = match (&c.secret, &c.public_key) {
+        (Some(secret), _) => {
             let raw = if c.secret_is_base64 {
                 match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret) {
                     Ok(raw) => raw,
@@ -323,19 +406,7 @@ fn plugin_keys(c: &Config, errors: &mut Vec<(String, String)>) -> Option<Keys> {
             (VerifyKey::hmac(&raw), "secret")
         }
         (None, Some(pem)) => (VerifyKey::from_pem(pem.as_bytes()), "public_key"),
-        (None, None) => {
-            if c.algorithms.is_some() {
-                errors.push((
-                    "algorithms".into(),
-                    "applies to a key on the plugin: set `secret` or `public_key`".into(),
-                ));
-                return None;
-            }
-            return Some(Keys::Credentials {
-                key_claim_name: c.key_claim_name.clone(),
-                secret_is_base64: c.secret_is_base64,
-            });
-        }
+        (None, None) => return None,
     };
     let key = match key {
         Ok(k) => k,
@@ -346,29 +417,113 @@ fn plugin_keys(c: &Config, errors: &mut Vec<(String, String)>) -> Option<Keys> {
     };
     let algorithms = match &c.algorithms {
         None => vec![default_algorithm(key.kind())],
-        Some(list) if list.is_empty() => {
-            errors.push(("algorithms".into(), "must not be empty".into()));
-            return None;
-        }
-        Some(list) => {
-            let mut algs = Vec::with_capacity(list.len());
-            for (i, name) in list.iter().enumerate() {
-                match name.parse::<Algorithm>() {
-                    Ok(a) if key.allows(a) => algs.push(a),
-                    Ok(a) => errors.push((
-                        format!("algorithms[{i}]"),
-                        format!("{a} cannot be verified with this {field}"),
-                    )),
-                    Err(_) => errors.push((
-                        format!("algorithms[{i}]"),
-                        format!("unknown algorithm `{name}`; expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"),
-                    )),
-                }
-            }
-            algs
-        }
+        Some(list) => parse_algorithms(list, errors, |a| {
+            (!key.allows(a)).then(|| format!("{a} cannot be verified with this {field}"))
+        })?,
     };
     Some(Keys::Plugin { key, algorithms })
+}
+
+/// `jwks_uri` or `jwks` (`field`): `algorithms` must say what the set's keys may verify, as a
+/// set can hold keys of every kind.
+fn jwks_keys(c: &Config, field: &str, errors: &mut Vec<(String, String)>) -> Option<Keys> {
+    let Some(list) = &c.algorithms else {
+        errors.push((
+            "algorithms".into(),
+            format!("required with `{field}`: list the algorithms the tokens are signed with, such as [RS256]"),
+        ));
+        return None;
+    };
+    let algorithms = parse_algorithms(list, errors, |_| None)?;
+    let jwks = match (&c.jwks_uri, &c.jwks) {
+        (Some(uri), _) => {
+            let endpoint = match Endpoint::parse(uri) {
+                Ok(e) => Some(e),
+                Err(UrlError::Https) => {
+                    errors.push((
+                        "jwks_uri".into(),
+                        "TLS to JWKS endpoints is not supported by this version of Gatehouse yet: use an http:// URL".into(),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(("jwks_uri".into(), e.to_string()));
+                    None
+                }
+            };
+            let mut bounded = |field: &str, value: Option<u64>, default: u64, max: u64| {
+                let v = value.unwrap_or(default);
+                if v == 0 || v > max {
+                    errors.push((field.into(), format!("value should be between 1 and {max}")));
+                }
+                v
+            };
+            let timeout = bounded(
+                "jwks_timeout",
+                c.jwks_timeout,
+                DEFAULT_JWKS_TIMEOUT,
+                i32::MAX as u64,
+            );
+            let cache_ttl = bounded(
+                "jwks_cache_ttl",
+                c.jwks_cache_ttl,
+                DEFAULT_JWKS_CACHE_TTL,
+                MAX_JWKS_SECONDS,
+            );
+            let min_refresh_interval = bounded(
+                "jwks_min_refresh_interval",
+                c.jwks_min_refresh_interval,
+                DEFAULT_JWKS_MIN_REFRESH_INTERVAL,
+                MAX_JWKS_SECONDS,
+            );
+            Jwks::remote(
+                uri,
+                endpoint?,
+                algorithms.clone(),
+                RemoteSettings {
+                    timeout: Duration::from_millis(timeout),
+                    cache_ttl: Duration::from_secs(cache_ttl),
+                    min_refresh_interval: Duration::from_secs(min_refresh_interval),
+                },
+            )
+        }
+        (None, Some(doc)) => match Jwks::inline(doc, &algorithms) {
+            Ok(jwks) => jwks,
+            Err(e) => {
+                errors.push(("jwks".into(), e));
+                return None;
+            }
+        },
+        (None, None) => return None,
+    };
+    Some(Keys::Jwks { jwks, algorithms })
+}
+
+/// `algorithms` as a list of known, non-repeated names; `misfit` says why one cannot be used.
+fn parse_algorithms(
+    list: &[String],
+    errors: &mut Vec<(String, String)>,
+    misfit: impl Fn(Algorithm) -> Option<String>,
+) -> Option<Vec<Algorithm>> {
+    if list.is_empty() {
+        errors.push(("algorithms".into(), "must not be empty".into()));
+        return None;
+    }
+    let before = errors.len();
+    let mut algs = Vec::with_capacity(list.len());
+    for (i, name) in list.iter().enumerate() {
+        match name.parse::<Algorithm>() {
+            Ok(a) => match misfit(a) {
+                None => algs.push(a),
+                Some(why) => errors.push((format!("algorithms[{i}]"), why)),
+            },
+            Err(_) => errors.push((
+                format!("algorithms[{i}]"),
+                format!("unknown algorithm `{name}`; expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"),
+            )),
+        }
+    }
+    (errors.len() == before).then_some(algs)
 }
 
 /// What a key accepts when `algorithms` is not given: the usual algorithm of its kind.
@@ -395,7 +550,7 @@ impl Jwt {
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
 
-    fn authenticate(
+    async fn authenticate(
         &self,
         ctx: &mut RequestCtx,
         req: &mut http::request::Parts,
@@ -403,13 +558,17 @@ impl Jwt {
         // The token borrows the request: keep only what outlives it.
         let (consumer, headers) = {
             let raw = self.find_token(req)?;
-            let cached = cache::with(self.cache_id, &raw, |v| {
+            if let Keys::Jwks { jwks, .. } = &self.keys {
+                // Cache hits skip the key set: let it notice that it is due for a refresh.
+                jwks.refresh_if_stale();
+            }
+            let cached = cache::with(self.cache_key(), &raw, |v| {
                 self.check_claims(&v.claims)
                     .map(|()| (v.consumer.clone(), v.headers.clone()))
             });
             match cached {
                 Some(outcome) => outcome?,
-                None => self.verify(&raw)?,
+                None => self.verify(&raw).await?,
             }
         };
         if let Some((consumer, credential)) = consumer {
@@ -429,7 +588,10 @@ impl Jwt {
 
     /// The full check of a token not seen before (decoding, signature, claims); a token that
     /// passes is remembered by this worker's cache.
-    fn verify(&self, raw: &str) -> Result<VerifiedParts, Refusal> {
+    async fn verify(&self, raw: &str) -> Result<VerifiedParts, Refusal> {
+        // Read before verifying: if the key set changes meanwhile, the entry is filed under the
+        // older generation and is never found again.
+        let cache_key = self.cache_key();
         let token = token::parse(raw, self.max_token_length)?;
         let consumer = match &self.keys {
             Keys::Plugin { key, algorithms } => {
@@ -437,6 +599,14 @@ impl Jwt {
                     return Err(TokenError::AlgorithmNotAllowed(token.algorithm()).into());
                 }
                 token.verify(key)?;
+                None
+            }
+            Keys::Jwks { jwks, algorithms } => {
+                // Before any key lookup: a token with another algorithm never causes a fetch.
+                if !algorithms.contains(&token.algorithm()) {
+                    return Err(TokenError::AlgorithmNotAllowed(token.algorithm()).into());
+                }
+                jwks.verify(&token).await?;
                 None
             }
             Keys::Credentials {
@@ -456,7 +626,7 @@ impl Jwt {
             .collect();
         let parts = (consumer.clone(), headers.clone());
         cache::insert(
-            self.cache_id,
+            cache_key,
             raw,
             cache::Verified {
                 consumer,
@@ -465,6 +635,16 @@ impl Jwt {
             },
         );
         Ok(parts)
+    }
+
+    /// This instance's entries in the verified-token cache, for the key set in force (a JWK
+    /// Set that changed makes earlier entries unreachable: a removed key stops verifying).
+    fn cache_key(&self) -> cache::Key {
+        let generation = match &self.keys {
+            Keys::Jwks { jwks, .. } => jwks.generation(),
+            _ => 0,
+        };
+        (self.cache_id, generation)
     }
 
     /// Kong's lookup: the credential named by the `key_claim_name` claim, whose algorithm the
@@ -516,7 +696,7 @@ impl Jwt {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let plugin_key = matches!(self.keys, Keys::Plugin { .. });
+        let plugin_key = !matches!(self.keys, Keys::Credentials { .. });
         token::check_required(claims, &self.required_claims)?;
         if self.verify_exp || (plugin_key && claims.contains_key("exp")) {
             token::check_exp(claims, now, self.leeway)?;
@@ -585,6 +765,7 @@ impl Jwt {
             }
         }
         found.ok_or(Refusal {
+            status: StatusCode::UNAUTHORIZED,
             message: Cow::Borrowed("Unauthorized"),
             description: None,
         })

@@ -220,6 +220,12 @@ pub enum TokenError {
     WrongIssuer,
     #[error("audience not allowed")]
     WrongAudience,
+    /// The header's `kid` names no key of the key set, even after a refetch.
+    #[error("no key with the token's 'kid'")]
+    UnknownKeyId,
+    /// No `kid`, and the key set holds more than one key that could verify the token.
+    #[error("token has no 'kid' and the key set holds several keys")]
+    MissingKeyId,
 }
 
 impl TokenError {
@@ -239,6 +245,8 @@ impl TokenError {
             TokenError::InvalidClaim(name) => return Cow::Owned(format!("Invalid claim '{name}'")),
             TokenError::WrongIssuer => "Issuer not allowed",
             TokenError::WrongAudience => "Audience not allowed",
+            TokenError::UnknownKeyId => "Unknown key id",
+            TokenError::MissingKeyId => "Missing key id",
         })
     }
 
@@ -263,6 +271,8 @@ impl TokenError {
             TokenError::InvalidClaim(_) => "The access token has an invalid claim",
             TokenError::WrongIssuer => "The access token issuer is not allowed",
             TokenError::WrongAudience => "The access token audience is not allowed",
+            TokenError::UnknownKeyId => "The access token key id is not recognised",
+            TokenError::MissingKeyId => "The access token has no key id",
         }
     }
 }
@@ -1678,6 +1688,8 @@ mod tests {
             TokenError::InvalidClaim("exp".into()),
             TokenError::WrongIssuer,
             TokenError::WrongAudience,
+            TokenError::UnknownKeyId,
+            TokenError::MissingKeyId,
         ];
         for e in &all {
             assert!(!e.message().is_empty());
