@@ -327,17 +327,20 @@ async fn rotated_keys_are_found_by_refetching_and_expire_with_the_cache() {
 
     // The provider drops the old key: it verifies until the cache expires, then the refresh
     // runs in the background while the request in hand is still served from the old set.
+    // One token, used throughout: once verified it is remembered by the worker, and the new
+    // set must still make it unreachable.
+    let old = token("RS256", Some("2024"));
     idp.publish(set(&[jwk("ES256", "2025")]));
-    let (status, _, _) = call(&gw, "/api", &token("RS256", Some("2024"))).await;
+    let (status, _, _) = call(&gw, "/api", &old).await;
     assert_eq!(status, 200, "cached");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _, _) = call(&gw, "/api", &token("RS256", Some("2024"))).await;
+    let (status, _, _) = call(&gw, "/api", &old).await;
     assert_eq!(status, 200, "served from the stale set");
     idp.wait_hits(3).await;
     // The server has answered; the gateway swaps the set in right after.
     let deadline = Instant::now() + Duration::from_secs(5);
     let (status, body) = loop {
-        let (status, body, _) = call(&gw, "/api", &token("RS256", Some("2024"))).await;
+        let (status, body, _) = call(&gw, "/api", &old).await;
         if status != 200 || Instant::now() > deadline {
             break (status, body);
         }
