@@ -181,6 +181,11 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     // Hop-by-hop headers go before plugins run, so that a client's `Connection` list cannot
     // remove headers a plugin adds (a correlation id, say).
     remove_hop_by_hop(&mut parts.headers);
+    if !route.chain.is_empty() {
+        // Room for what plugins add (an authentication plugin sets five or six headers) and for
+        // the forwarding headers below, in one allocation instead of a growth per step.
+        parts.headers.reserve(16);
+    }
     let consumer_chain = match run_request_phase(&snap, route_idx, &mut ctx, &mut parts).await {
         Ok(c) => c,
         Err((chain, resp)) => return finish(&chain, &mut ctx, resp),
