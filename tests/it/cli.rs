@@ -72,9 +72,14 @@ struct Running {
 
 impl Running {
     fn start(config: &std::path::Path) -> Running {
+        Self::start_with_env(config, &[])
+    }
+
+    fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
             .env("GATEHOUSE_LOG", "info")
             .env("GATEHOUSE_DRAIN_TIMEOUT", "10")
@@ -273,6 +278,57 @@ fn sighup_reloads_a_valid_file_and_keeps_serving_on_an_invalid_one() {
         200,
         "an invalid file must not replace a working configuration"
     );
+    gw.signal("-TERM");
+    gw.assert_exits_cleanly();
+}
+
+/// The founding document's Python sample: the gateway shares `JWT_SECRET` with the token issuer,
+/// read from the environment through a vault reference.
+#[test]
+fn jwt_secret_from_the_environment() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = rt.block_on(crate::support::Upstream::start());
+    let f = write(&format!(
+        r#"_format_version: "3.0"
+services:
+- name: users
+  url: http://{}
+  routes:
+  - paths: [/api/users]
+    plugins:
+    - name: jwt
+      config:
+        secret: "{{vault://env/GATEHOUSE_TEST_JWT_SECRET}}"
+        algorithms: [HS256]
+        required_claims: [exp, sub]
+"#,
+        up.addr()
+    ));
+    let secret = "from-the-environment-7c1d";
+    let gw = Running::start_with_env(f.path(), &[("GATEHOUSE_TEST_JWT_SECRET", secret)]);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({"sub": "user-42", "roles": ["admin"], "exp": exp});
+    let good = crate::jwt_signer::sign_hmac("HS256", secret.as_bytes(), &claims);
+    let other = crate::jwt_signer::sign_hmac("HS256", b"change-me-in-production", &claims);
+    rt.block_on(async {
+        for (token, expected) in [(&good, 200), (&other, 401)] {
+            let status = crate::support::client()
+                .get(format!("http://{}/api/users", gw.addr))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, expected);
+        }
+    });
     gw.signal("-TERM");
     gw.assert_exits_cleanly();
 }

@@ -509,3 +509,89 @@ async fn a_remembered_token_still_expires() {
     assert_eq!(status, 401);
     assert_eq!(body["message"], "Token expired");
 }
+
+/// Kong's options that change what is accepted: `maximum_expiration`, `secret_is_base64`,
+/// `run_on_preflight`; and the extension `leeway`.
+#[tokio::test]
+async fn expiration_bounds_base64_secrets_preflight_and_leeway() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+- username: alice
+  jwt_secrets:
+  - {{key: alice-issuer, algorithm: HS256, secret: "c2VjcmV0LWJ5dGVz"}}
+services:
+- name: s
+  url: http://{}
+  routes:
+  - paths: [/max]
+    plugins: [{{name: jwt, config: {{claims_to_verify: [exp], maximum_expiration: 600}}}}]
+  - paths: [/b64]
+    plugins: [{{name: jwt, config: {{secret_is_base64: true}}}}]
+  - paths: [/preflight]
+    plugins: [{{name: jwt, config: {{run_on_preflight: false}}}}]
+  - paths: [/leeway]
+    plugins: [{{name: jwt, config: {{secret: k, leeway: 30}}}}]
+  - paths: [/strict]
+    plugins: [{{name: jwt, config: {{secret: k}}}}]
+"#,
+        up.addr()
+    ));
+    let raw_secret = b"c2VjcmV0LWJ5dGVz"; // the credential's secret as written
+    let decoded_secret = b"secret-bytes"; // its base64 decoding
+    let kong = |secret: &[u8], exp: i64| {
+        signer::sign_hmac("HS256", secret, &json!({"iss": "alice-issuer", "exp": exp}))
+    };
+
+    let (status, _, _) = get(
+        &gw,
+        "/max",
+        &[("authorization", &bearer(&kong(raw_secret, now() + 300)))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = get(
+        &gw,
+        "/max",
+        &[("authorization", &bearer(&kong(raw_secret, now() + 3600)))],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["message"],
+        "Token exceeds the maximum allowed expiration"
+    );
+
+    let (status, _, _) = get(
+        &gw,
+        "/b64",
+        &[("authorization", &bearer(&kong(decoded_secret, now() + 60)))],
+    )
+    .await;
+    assert_eq!(status, 200, "signed with the decoded secret");
+    let (status, _, _) = get(
+        &gw,
+        "/b64",
+        &[("authorization", &bearer(&kong(raw_secret, now() + 60)))],
+    )
+    .await;
+    assert_eq!(status, 401, "the text of the secret is not the key");
+
+    // A CORS preflight goes through without a token; other methods do not.
+    let resp = crate::support::client()
+        .request(reqwest::Method::OPTIONS, gw.url("/preflight"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, _, _) = get(&gw, "/preflight", &[]).await;
+    assert_eq!(status, 401);
+
+    let expired = signer::sign_hmac("HS256", b"k", &json!({"sub": "u", "exp": now() - 10}));
+    let (status, _, _) = get(&gw, "/leeway", &[("authorization", &bearer(&expired))]).await;
+    assert_eq!(status, 200, "10 s late is within a 30 s leeway");
+    let (status, body, _) = get(&gw, "/strict", &[("authorization", &bearer(&expired))]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "Token expired");
+}
