@@ -92,6 +92,38 @@ pub fn resolve_chain(
     Chain(list.into())
 }
 
+/// Chains for (configuration, route, consumer) resolved by this worker thread. A consumer with
+/// plugins of its own needs a chain that depends on the consumer, known only once an
+/// authentication plugin ran; resolving it scans every plugin instance, so each worker keeps
+/// the chains it resolved. Bounded: a full cache is emptied and refilled by the pairs in use.
+pub fn consumer_chain(
+    snapshot_id: u64,
+    instances: &[(PluginScopeKey, Arc<PluginInstance>)],
+    route: usize,
+    service: Option<usize>,
+    consumer: usize,
+) -> Chain {
+    const CAPACITY: usize = 4096;
+    type Key = (u64, usize, usize);
+    thread_local! {
+        static RESOLVED: std::cell::RefCell<std::collections::HashMap<Key, Chain>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    let key = (snapshot_id, route, consumer);
+    if let Some(chain) = RESOLVED.with(|c| c.borrow().get(&key).cloned()) {
+        return chain;
+    }
+    let chain = resolve_chain(instances, Some(route), service, Some(consumer));
+    RESOLVED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CAPACITY {
+            c.clear();
+        }
+        c.insert(key, chain.clone());
+    });
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 use crate::consumers::Consumers;
 use crate::proxy::body::ProxyBody;
 
-pub use chain::{Chain, PluginScopeKey, resolve_chain};
+pub use chain::{Chain, PluginScopeKey, consumer_chain, resolve_chain};
 
 /// Per-request state shared by the phases of every plugin in the chain.
 pub struct RequestCtx {

@@ -20,7 +20,7 @@ use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
-use crate::plugins::{Chain, Flow, RequestCtx, resolve_chain};
+use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
 use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
 
@@ -142,7 +142,13 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     let (route_idx, upstream_path, fwd_path) = match routed {
         Ok(r) => r,
         Err(e) => {
-            return Box::pin(respond_unrouted(&snap.global_chain, &mut ctx, &mut parts, e)).await;
+            return Box::pin(respond_unrouted(
+                &snap.global_chain,
+                &mut ctx,
+                &mut parts,
+                e,
+            ))
+            .await;
         }
     };
     let route = &snap.routes[route_idx];
@@ -297,12 +303,12 @@ async fn run_request_phase(
     parts: &mut http::request::Parts,
 ) -> Result<Option<Chain>, (Chain, Response<ProxyBody>)> {
     let route = &snap.routes[route_idx];
-    let mut consumer_chain: Option<Chain> = None;
+    let mut for_consumer: Option<Chain> = None;
     let mut next = 0;
     loop {
-        let chain = consumer_chain.as_ref().unwrap_or(&route.chain);
+        let chain = for_consumer.as_ref().unwrap_or(&route.chain);
         let Some(plugin) = chain.0.get(next) else {
-            return Ok(consumer_chain);
+            return Ok(for_consumer);
         };
         let consumer_before = ctx.consumer;
         if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
@@ -314,18 +320,14 @@ async fn run_request_phase(
             && snap.consumers.get(consumer).is_some_and(|c| c.has_plugins)
         {
             let ran = (plugin.priority(), plugin.name());
-            let resolved = resolve_chain(
-                &snap.plugins,
-                Some(route_idx),
-                route.service,
-                Some(consumer),
-            );
+            let resolved =
+                consumer_chain(snap.id, &snap.plugins, route_idx, route.service, consumer);
             // Go on after the plugin that just ran, in the new chain's order.
             next = resolved
                 .iter()
                 .position(|p| runs_after((p.priority(), p.name()), ran))
                 .unwrap_or(resolved.0.len());
-            consumer_chain = Some(resolved);
+            for_consumer = Some(resolved);
         }
     }
 }

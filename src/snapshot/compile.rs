@@ -244,7 +244,9 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         }
     }
     let global_chain = resolve_chain(&instances, None, None, None);
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Ok(Snapshot {
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         router: router.build(),
         routes,
         services,

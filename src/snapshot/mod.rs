@@ -46,6 +46,9 @@ pub fn load_file(path: &std::path::Path) -> Result<Snapshot, ConfigErrors> {
 
 /// One compiled configuration.
 pub struct Snapshot {
+    /// Unique per compiled configuration in this process (never reused), for caches keyed by
+    /// configuration.
+    pub id: u64,
     pub router: Router,
     pub routes: Vec<RouteRt>,
     pub services: Vec<ServiceRt>,

@@ -275,14 +275,15 @@ services:
 #[tokio::test]
 async fn consumer_scoped_plugins_apply_once_the_consumer_is_known() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(&format!(
-        r#"_format_version: "3.0"
+    let config = |tier: &str| {
+        format!(
+            r#"_format_version: "3.0"
 consumers:
 - username: alice
   keyauth_credentials: [{{key: alice-key}}]
   plugins:
   - name: request-transformer
-    config: {{add: {{headers: ["x-tier: gold"]}}}}
+    config: {{add: {{headers: ["x-tier: {tier}"]}}}}
 - username: bob
   keyauth_credentials: [{{key: bob-key}}]
 - username: blocked
@@ -300,8 +301,10 @@ services:
   - paths: [/]
     plugins: [{{name: key-auth}}]
 "#,
-        up.addr()
-    ));
+            up.addr()
+        )
+    };
+    let gw = TestGateway::start(&config("gold"));
     let r = gw.get("/", &[("apikey", "alice-key")]).await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -315,6 +318,14 @@ services:
     let r = gw.get("/", &[("apikey", "blocked-key")]).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.body["message"], "account suspended");
+
+    // The chain resolved for alice is remembered by the worker, per configuration: a new
+    // configuration gets its own.
+    let r = gw.get("/", &[("apikey", "alice-key")]).await;
+    assert_eq!(r.upstream_header("x-tier"), Some("gold"));
+    gw.swap(&config("platinum"));
+    let r = gw.get("/", &[("apikey", "alice-key")]).await;
+    assert_eq!(r.upstream_header("x-tier"), Some("platinum"));
 }
 
 #[test]
