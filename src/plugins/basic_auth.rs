@@ -183,9 +183,25 @@ impl PasswordIndex {
                 consumer_ids.get(consumer).copied().unwrap_or(""),
                 &c.item.username,
             );
-            let Some(cred) = hashed(consumer, id, c.item.password.as_bytes()) else {
-                errors.push((c.path.clone(), "the system random generator failed".into()));
-                continue;
+            let cred = match StoredPassword::parse(&c.item.password) {
+                // Already in stored form (an export, or a file written without plain text).
+                Some(Ok(stored)) => PasswordCredential {
+                    consumer,
+                    id,
+                    salt: stored.salt,
+                    digest: stored.digest,
+                },
+                Some(Err(message)) => {
+                    errors.push((format!("{}.password", c.path), message.into()));
+                    continue;
+                }
+                None => match hashed(consumer, id, c.item.password.as_bytes()) {
+                    Some(cred) => cred,
+                    None => {
+                        errors.push((c.path.clone(), "the system random generator failed".into()));
+                        continue;
+                    }
+                },
             };
             if by_username.insert(c.item.username.clone(), cred).is_some() {
                 errors.push((
@@ -201,6 +217,18 @@ impl PasswordIndex {
         PasswordIndex { by_username, decoy }
     }
 
+    /// How `username`'s password is kept: what a configuration export shows instead of the
+    /// password, and what a configuration file may give instead of it.
+    pub fn stored_form(&self, username: &str) -> Option<String> {
+        self.by_username.get(username).map(|c| {
+            StoredPassword {
+                salt: c.salt,
+                digest: c.digest,
+            }
+            .to_string()
+        })
+    }
+
     /// The credential of `username` when `password` is its password.
     pub fn verify(&self, username: &str, password: &[u8]) -> Option<&PasswordCredential> {
         let (cred, known) = match self.by_username.get(username) {
@@ -210,6 +238,43 @@ impl PasswordIndex {
         let digest = salted_digest(&cred.salt, password);
         let matches = constant_time::verify_slices_are_equal(&digest, &cred.digest).is_ok();
         (known && matches).then_some(cred)
+    }
+}
+
+/// A password as kept: `$sha256$<salt>$<digest>`, both base64 (standard, unpadded).
+struct StoredPassword {
+    salt: [u8; 16],
+    digest: [u8; 32],
+}
+
+const STORED_PREFIX: &str = "$sha256$";
+
+impl StoredPassword {
+    /// `None` when `text` is not in stored form (a plain password); an error when it claims to
+    /// be but is malformed.
+    fn parse(text: &str) -> Option<Result<StoredPassword, &'static str>> {
+        let rest = text.strip_prefix(STORED_PREFIX)?;
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        let parsed = rest.split_once('$').and_then(|(salt, digest)| {
+            let salt: [u8; 16] = b64.decode(salt).ok()?.try_into().ok()?;
+            let digest: [u8; 32] = b64.decode(digest).ok()?.try_into().ok()?;
+            Some(StoredPassword { salt, digest })
+        });
+        Some(parsed.ok_or(
+            "a stored password is `$sha256$<16-byte salt>$<32-byte digest>`, both base64 without padding",
+        ))
+    }
+}
+
+impl std::fmt::Display for StoredPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        write!(
+            f,
+            "{STORED_PREFIX}{}${}",
+            b64.encode(self.salt),
+            b64.encode(self.digest)
+        )
     }
 }
 
@@ -269,5 +334,18 @@ mod tests {
         );
         let stored = &index.by_username["alice"];
         assert_ne!(&stored.digest[..10], b"wonderland");
+
+        // The stored form is accepted back in place of the password.
+        let form = index.stored_form("alice").unwrap();
+        assert!(form.starts_with("$sha256$") && !form.contains("wonderland"));
+        let mut again = creds.clone();
+        again[0].item.password = form;
+        let reloaded = PasswordIndex::compile(&again, &["c0"], &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(reloaded.verify("alice", b"wonderland").is_some());
+        assert!(reloaded.verify("alice", b"$sha256$").is_none());
+        again[0].item.password = "$sha256$bad".into();
+        PasswordIndex::compile(&again, &["c0"], &mut errors);
+        assert!(errors[0].1.contains("stored password"), "{errors:?}");
     }
 }

@@ -244,6 +244,14 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         }
     }
     let global_chain = resolve_chain(&instances, None, None, None);
+    // The document is kept with the snapshot (for export): it keeps passwords only in the form
+    // the credential table stores them, never as given.
+    let mut doc = doc;
+    for c in &mut doc.credentials.basicauth {
+        if let Some(stored) = consumers.basicauth.stored_form(&c.item.username) {
+            c.item.password = stored;
+        }
+    }
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Ok(Snapshot {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

@@ -430,3 +430,28 @@ services:
     let (status, _) = post("text/plain", "apikey=alice-key").await;
     assert_eq!(status, 401, "only forms and JSON carry fields");
 }
+
+/// The compiled configuration (what an export will show) never holds a password as given, and
+/// the stored form it holds instead is accepted back in a file.
+#[tokio::test]
+async fn basic_auth_passwords_are_kept_only_in_stored_form() {
+    let file = |password: &str| {
+        format!(
+            "_format_version: \"3.0\"\nconsumers:\n- username: alice\n  basicauth_credentials:\n  - {{username: alice, password: '{password}'}}\nroutes:\n- paths: [/]\n  plugins: [{{name: basic-auth}}, {{name: request-termination, config: {{status_code: 200, message: in}}}}]\n"
+        )
+    };
+    let snap = gatehouse::snapshot::load_str("kong.yml", &file("wonder:land")).unwrap();
+    let stored = snap.doc.credentials.basicauth[0].item.password.clone();
+    assert!(stored.starts_with("$sha256$"), "{stored}");
+    assert!(!format!("{:?}", snap.doc).contains("wonder:land"));
+
+    let gw = TestGateway::start(&file(&stored));
+    let r = gw
+        .get("/", &[("authorization", &basic("alice", "wonder:land"))])
+        .await;
+    assert_eq!(r.status, 200);
+    let r = gw
+        .get("/", &[("authorization", &basic("alice", &stored))])
+        .await;
+    assert_eq!(r.status, 401, "the stored form is not itself a password");
+}
