@@ -13,17 +13,58 @@ fn write(yaml: &str) -> tempfile::NamedTempFile {
 }
 
 #[test]
-fn validate_accepts_the_quickstart() {
-    let out = Command::new(BIN)
-        .args(["validate", "-c", "examples/quickstart.yaml"])
-        .output()
+fn validate_accepts_the_examples() {
+    for example in ["examples/quickstart.yaml", "examples/auth.yaml"] {
+        let out = Command::new(BIN)
+            .args(["validate", "-c", example])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    }
+}
+
+/// The flows in `examples/auth.yaml`'s header, through the binary.
+#[test]
+fn the_auth_example_works_as_its_comments_say() {
+    let gw = Running::start(std::path::Path::new("examples/auth.yaml"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = crate::jwt_signer::sign_hmac(
+        "HS256",
+        b"my-secret-key",
+        &serde_json::json!({"iss": "alice-issuer", "exp": exp}),
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    rt.block_on(async {
+        let c = crate::support::client();
+        let url = |p: &str| format!("http://{}{p}", gw.addr);
+        let status = |r: reqwest::Response| r.status().as_u16();
+        assert_eq!(status(c.get(url("/api/keys")).send().await.unwrap()), 401);
+        let wrong = c.get(url("/api/keys")).header("X-API-Key", "wrong");
+        assert_eq!(status(wrong.send().await.unwrap()), 403);
+        let good = c.get(url("/api/keys?api_key=sdk-2b7e151628aed2a6"));
+        assert_eq!(status(good.send().await.unwrap()), 200);
+        assert_eq!(status(c.get(url("/api/users")).send().await.unwrap()), 401);
+        let bearer = c.get(url("/api/users")).bearer_auth(&token);
+        assert_eq!(status(bearer.send().await.unwrap()), 200);
+        let staff = c.get(url("/admin")).basic_auth("ci", Some("change-me"));
+        assert_eq!(status(staff.send().await.unwrap()), 200);
+        let wrong = c.get(url("/admin")).basic_auth("ci", Some("guess"));
+        assert_eq!(status(wrong.send().await.unwrap()), 401);
+    });
+    gw.signal("-TERM");
+    gw.assert_exits_cleanly();
 }
 
 #[test]
