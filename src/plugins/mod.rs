@@ -58,6 +58,12 @@ pub struct RequestCtx {
     /// Per-process connection number, and the index of this request on its connection (1-based).
     pub connection_id: u64,
     pub connection_requests: u64,
+    /// Whether the TCP peer is a trusted proxy (`--trusted-ips`), whose forwarding headers may
+    /// be believed.
+    pub peer_trusted: bool,
+    /// The normalised request path (what routing matched; the upstream path derives from it),
+    /// once the request is routed. Plugins that pass the path on use this, never the raw one.
+    pub path: Option<http::HeaderValue>,
     /// Index of the matched route in the snapshot, if any.
     pub route: Option<usize>,
     /// Index of the route's service in the snapshot, if any.
@@ -92,6 +98,8 @@ impl RequestCtx {
             local,
             connection_id,
             connection_requests,
+            peer_trusted: false,
+            path: None,
             route: None,
             service: None,
             consumer: None,

@@ -82,6 +82,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         conn.id,
         conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
     );
+    ctx.peer_trusted = peer_trusted;
 
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); two could route by one and reach the
     // upstream with the other.
@@ -154,6 +155,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
     let route = &snap.routes[route_idx];
     ctx.route = Some(route_idx);
     ctx.service = route.service;
+    ctx.path = fwd_path.clone();
 
     if !route.allows_http {
         let resp = https_required(route.https_redirect, &parts);

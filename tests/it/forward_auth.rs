@@ -289,7 +289,7 @@ services:
 async fn the_auth_service_gets_a_bodiless_get_with_forwarding_headers() {
     let up = Upstream::start().await;
     let auth = AuthServer::start().await;
-    let gw = TestGateway::start(&format!(
+    let gw_yaml = format!(
         r#"_format_version: "3.0"
 services:
 - name: s
@@ -308,8 +308,9 @@ services:
 "#,
         up = up.addr(),
         auth = auth.addr
-    ));
-    let spoofing = |path: &str| {
+    );
+    let gw = TestGateway::start(&gw_yaml);
+    let spoofing_at = |gw: &TestGateway, path: &str| {
         client()
             .post(gw.url(path))
             .header("Authorization", "Bearer t")
@@ -323,6 +324,7 @@ services:
             .header("X-Real-IP", "6.6.6.6")
             .body("payload")
     };
+    let spoofing = |path: &str| spoofing_at(&gw, path);
 
     let resp = spoofing("/api/items?x=1&y=2").send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -333,6 +335,17 @@ services:
     assert_eq!(header(&seen, "host"), Some(auth.addr.to_string().as_str()));
     assert_eq!(header(&seen, "x-forwarded-method"), Some("POST"));
     assert_eq!(header(&seen, "x-forwarded-uri"), Some("/api/items?x=1&y=2"));
+    // The service judges the path the upstream will get, not the client's spelling of it.
+    for spelling in ["/api/public/../items?x=1", "/%61pi/items?x=1", "/api//items?x=1"] {
+        let resp = spoofing(spelling).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{spelling}");
+        let seen = auth.last();
+        assert_eq!(
+            header(&seen, "x-forwarded-uri"),
+            Some("/api/items?x=1"),
+            "{spelling}"
+        );
+    }
     assert_eq!(
         header(&seen, "x-forwarded-host"),
         Some(gw.addr.to_string().as_str())
@@ -375,8 +388,23 @@ services:
     assert_eq!(header(&seen, "x-forwarded-uri"), Some("/filtered"));
     assert_eq!(header(&seen, "x-forwarded-for"), Some("127.0.0.1"));
 
-    // trust_forward_header: the client's forwarding headers are believed.
+    // trust_forward_header from a peer that is not a trusted proxy: not believed.
     let resp = spoofing("/trusting").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = auth.last();
+    assert_eq!(header(&seen, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header(&seen, "x-forwarded-uri"), Some("/trusting"));
+
+    // From a trusted proxy (`--trusted-ips 127.0.0.1`), the forwarding headers are believed.
+    let trusted = gatehouse::proxy::ServerConfig {
+        real_ip: gatehouse::proxy::client_ip::RealIpConfig {
+            trusted: gatehouse::proxy::client_ip::TrustedProxies::parse(&["127.0.0.1".into()]).unwrap(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gw = TestGateway::start_with(&gw_yaml, trusted);
+    let resp = spoofing_at(&gw, "/trusting").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let seen = auth.last();
     assert_eq!(header(&seen, "x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));

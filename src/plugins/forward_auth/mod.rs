@@ -278,7 +278,10 @@ impl Settings {
         ] {
             headers.remove(name);
         }
-        if !self.trust_forward_header {
+        // A client's forwarding headers are believed only from a trusted proxy (`--trusted-ips`),
+        // as the gateway's own are.
+        let trust_forward_header = self.trust_forward_header && ctx.peer_trusted;
+        if !trust_forward_header {
             // The service is told the gateway's view of the client, never a client's claim.
             let claimed: Vec<HeaderName> = headers
                 .keys()
@@ -294,7 +297,7 @@ impl Settings {
         headers.insert(header::HOST, self.host.clone());
 
         let trusted = |name: &HeaderName| {
-            self.trust_forward_header
+            trust_forward_header
                 .then(|| req.headers.get(name).filter(|v| !v.is_empty()).cloned())
                 .flatten()
         };
@@ -308,11 +311,20 @@ impl Settings {
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             })
         });
+        // The normalised path, as routed and as the upstream will receive it: the service must
+        // judge the request the upstream will see (`/public/../admin` is `/admin`).
         let uri = trusted(&X_FORWARDED_URI).or_else(|| {
-            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            HeaderValue::from_str(target).ok()
+            let path = ctx
+                .path
+                .as_ref()
+                .and_then(|p| p.to_str().ok())
+                .unwrap_or_else(|| req.uri.path());
+            match req.uri.query() {
+                Some(q) => HeaderValue::from_str(&format!("{path}?{q}")).ok(),
+                None => HeaderValue::from_str(path).ok(),
+            }
         });
-        let client = if self.trust_forward_header {
+        let client = if trust_forward_header {
             forwarded_for(&req.headers, ctx.peer.ip())
         } else {
             HeaderValue::from_str(&ctx.client_ip.to_string()).ok()
