@@ -20,6 +20,9 @@ pub const X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-
 pub const X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
 pub const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
 pub const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+/// Set by `key-auth` after [`set_consumer`], which clears it so that no other path lets a
+/// client's copy through.
+pub const X_API_KEY_OWNER: HeaderName = HeaderName::from_static("x-api-key-owner");
 
 /// The settings every authentication plugin has, resolved at build time.
 #[derive(Debug, Clone, Copy)]
@@ -102,11 +105,58 @@ pub fn set_consumer(
         c.and_then(|c| c.custom_id_header.as_ref()),
     );
     set_or_remove(headers, X_CREDENTIAL_IDENTIFIER, credential);
+    headers.remove(X_API_KEY_OWNER);
     if credential.is_some() {
         headers.remove(X_ANONYMOUS_CONSUMER);
     } else {
         headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
     }
+}
+
+/// Record a request authenticated without a consumer (a token verified by a key configured on
+/// the plugin): later plugins see it as authenticated (`credential`), and the identity headers
+/// a client may have sent are removed, none being true of it.
+pub fn set_authenticated_without_consumer(
+    ctx: &mut RequestCtx,
+    headers: &mut HeaderMap,
+    credential: HeaderValue,
+) {
+    ctx.consumer = None;
+    ctx.credential = Some(credential);
+    for name in [
+        X_CONSUMER_ID,
+        X_CONSUMER_USERNAME,
+        X_CONSUMER_CUSTOM_ID,
+        X_CREDENTIAL_IDENTIFIER,
+        X_ANONYMOUS_CONSUMER,
+        X_API_KEY_OWNER,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Whether a plugin may write `name` with a value of its choosing (`claims_to_headers`, say):
+/// not the identity headers authentication sets, nor headers that frame or route the request.
+pub fn is_reserved_header(name: &HeaderName) -> bool {
+    [
+        X_CONSUMER_ID,
+        X_CONSUMER_USERNAME,
+        X_CONSUMER_CUSTOM_ID,
+        X_CREDENTIAL_IDENTIFIER,
+        X_ANONYMOUS_CONSUMER,
+        X_API_KEY_OWNER,
+        HeaderName::from_static("x-consumer-groups"),
+        http::header::HOST,
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONNECTION,
+        http::header::TE,
+        http::header::UPGRADE,
+        http::header::TRAILER,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ]
+    .contains(name)
 }
 
 /// Set `name` to `value`, or remove every occurrence when there is no value.

@@ -116,7 +116,9 @@ pub fn consumer_chain(
     let chain = resolve_chain(instances, Some(route), service, Some(consumer));
     RESOLVED.with(|c| {
         let mut c = c.borrow_mut();
-        if c.len() >= CAPACITY {
+        // Entries of another configuration (a reload) are dropped at once: they hold its plugin
+        // instances and, through them, its credential tables.
+        if c.len() >= CAPACITY || c.keys().next().is_some_and(|k| k.0 != snapshot_id) {
             c.clear();
         }
         c.insert(key, chain.clone());

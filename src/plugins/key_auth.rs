@@ -27,7 +27,7 @@ use super::{BuildContext, Flow, Plugin, RequestCtx, query};
 use crate::config::model::{KeyauthCredential, Located};
 use crate::consumers::{Consumers, CredentialId, credential_id};
 
-pub const X_API_KEY_OWNER: HeaderName = HeaderName::from_static("x-api-key-owner");
+pub use super::auth::X_API_KEY_OWNER;
 
 fn default_key_names() -> Vec<String> {
     vec!["apikey".into()]
@@ -151,6 +151,8 @@ impl Plugin for KeyAuth {
 
     async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
         if self.common.skip(ctx, &req.method) {
+            // Only this plugin sets it, and it did not run: no client's copy goes upstream.
+            req.headers.remove(X_API_KEY_OWNER);
             return Flow::Continue;
         }
         let outcome = self.identify(req, ctx.request_body.as_deref());

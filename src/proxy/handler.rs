@@ -317,19 +317,26 @@ async fn run_request_phase(
             return Err((chain.clone(), *resp));
         }
         next += 1;
-        if ctx.consumer != consumer_before
-            && let Some(consumer) = ctx.consumer
-            && snap.consumers.get(consumer).is_some_and(|c| c.has_plugins)
-        {
-            let ran = (plugin.priority(), plugin.name());
-            let resolved =
-                consumer_chain(snap.id, &snap.plugins, route_idx, route.service, consumer);
-            // Go on after the plugin that just ran, in the new chain's order.
-            next = resolved
-                .iter()
-                .position(|p| runs_after((p.priority(), p.name()), ran))
-                .unwrap_or(resolved.0.len());
-            for_consumer = Some(resolved);
+        if ctx.consumer != consumer_before {
+            // The chain depends on the consumer when the new one or the previous one has
+            // plugins of its own (an anonymous consumer replaced by a real one, say).
+            let has_plugins = |c: Option<usize>| {
+                c.and_then(|c| snap.consumers.get(c))
+                    .is_some_and(|c| c.has_plugins)
+            };
+            if has_plugins(consumer_before) || has_plugins(ctx.consumer) {
+                let ran = (plugin.priority(), plugin.name());
+                for_consumer = ctx
+                    .consumer
+                    .filter(|&c| has_plugins(Some(c)))
+                    .map(|c| consumer_chain(snap.id, &snap.plugins, route_idx, route.service, c));
+                // Go on after the plugin that just ran, in the new chain's order.
+                let chain = for_consumer.as_ref().unwrap_or(&route.chain);
+                next = chain
+                    .iter()
+                    .position(|p| runs_after((p.priority(), p.name()), ran))
+                    .unwrap_or(chain.0.len());
+            }
         }
     }
 }

@@ -455,3 +455,103 @@ async fn basic_auth_passwords_are_kept_only_in_stored_form() {
         .await;
     assert_eq!(r.status, 401, "the stored form is not itself a password");
 }
+
+/// However a request is authenticated, or when an authentication plugin does not run, no
+/// identity header a client sent reaches the upstream as if the gateway had set it.
+#[tokio::test]
+async fn forged_identity_headers_never_pass() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+- username: anon
+- username: alice
+  keyauth_credentials: [{{key: alice-key}}]
+services:
+- name: s
+  url: http://{}
+  routes:
+  - paths: [/jwt-key]
+    plugins:
+    - {{name: jwt, config: {{secret: k, claims_to_headers: {{sub: X-User-ID}}, run_on_preflight: false}}}}
+    - {{name: key-auth, config: {{anonymous: anon, run_on_preflight: false}}}}
+"#,
+        up.addr()
+    ));
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = crate::jwt_signer::sign_hmac(
+        "HS256",
+        b"k",
+        &serde_json::json!({"sub": "user-1", "exp": exp}),
+    );
+    let forged = [
+        ("x-consumer-id", "forged-id"),
+        ("x-consumer-username", "admin"),
+        ("x-consumer-custom-id", "forged"),
+        ("x-credential-identifier", "forged"),
+        ("x-anonymous-consumer", "false"),
+        ("x-api-key-owner", "root"),
+        ("x-user-id", "root"),
+    ];
+    // A token verified by the plugin's own key: authenticated, no consumer; key-auth (with
+    // anonymous) is then skipped rather than marking the request anonymous.
+    let auth = format!("Bearer {token}");
+    let mut headers = forged.to_vec();
+    headers.push(("authorization", &auth));
+    let r = gw.get("/jwt-key", &headers).await;
+    assert_eq!(r.status, 200);
+    for (name, _) in &forged[..6] {
+        assert_eq!(r.upstream_header(name), None, "{name}");
+    }
+    assert_eq!(r.upstream_header("x-user-id"), Some("user-1"));
+
+    // A preflight passes both plugins unauthenticated: still nothing forged gets through.
+    let mut req = crate::support::client().request(reqwest::Method::OPTIONS, gw.url("/jwt-key"));
+    for (name, value) in forged {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(seen["headers"].get("x-api-key-owner"), None);
+    assert_eq!(seen["headers"].get("x-user-id"), None);
+}
+
+/// When the anonymous consumer (with plugins of its own) is replaced by a real consumer
+/// (without), the rest of the chain is the route's again, not the anonymous consumer's.
+#[tokio::test]
+async fn a_real_consumer_replacing_the_anonymous_one_gets_its_own_chain() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+- username: anon
+  plugins:
+  - name: request-termination
+    config: {{status_code: 401, message: "log in"}}
+- username: alice
+  basicauth_credentials: [{{username: alice, password: pw}}]
+services:
+- name: s
+  url: http://{}
+  routes:
+  - paths: [/]
+    plugins:
+    - {{name: key-auth, config: {{anonymous: anon}}}}
+    - {{name: basic-auth, config: {{anonymous: anon}}}}
+"#,
+        up.addr()
+    ));
+    let r = gw
+        .get("/", &[("authorization", &basic("alice", "pw"))])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.upstream_header("x-consumer-username"), Some("alice"));
+    let r = gw.get("/", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["message"], "log in");
+}

@@ -336,7 +336,11 @@ services:
     assert_eq!(header(&seen, "x-forwarded-method"), Some("POST"));
     assert_eq!(header(&seen, "x-forwarded-uri"), Some("/api/items?x=1&y=2"));
     // The service judges the path the upstream will get, not the client's spelling of it.
-    for spelling in ["/api/public/../items?x=1", "/%61pi/items?x=1", "/api//items?x=1"] {
+    for spelling in [
+        "/api/public/../items?x=1",
+        "/%61pi/items?x=1",
+        "/api//items?x=1",
+    ] {
         let resp = spoofing(spelling).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{spelling}");
         let seen = auth.last();
@@ -398,7 +402,8 @@ services:
     // From a trusted proxy (`--trusted-ips 127.0.0.1`), the forwarding headers are believed.
     let trusted = gatehouse::proxy::ServerConfig {
         real_ip: gatehouse::proxy::client_ip::RealIpConfig {
-            trusted: gatehouse::proxy::client_ip::TrustedProxies::parse(&["127.0.0.1".into()]).unwrap(),
+            trusted: gatehouse::proxy::client_ip::TrustedProxies::parse(&["127.0.0.1".into()])
+                .unwrap(),
             ..Default::default()
         },
         ..Default::default()

@@ -595,3 +595,53 @@ services:
     assert_eq!(status, 401);
     assert_eq!(body["message"], "Token expired");
 }
+
+/// Kong's `key_claim_name: kid` finds the credential by the token header's `kid`; a parameter
+/// repeated in the query is refused even with equal copies; a base64 secret may be URL-safe and
+/// unpadded.
+#[tokio::test]
+async fn kid_as_key_claim_repeated_query_tokens_and_base64_forms() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+- username: alice
+  jwt_secrets:
+  - {{key: alice-kid, algorithm: HS256, secret: alice-secret}}
+  - {{key: url-safe, algorithm: HS256, secret: "-_-_AQ"}}
+services:
+- name: s
+  url: http://{}
+  routes:
+  - paths: [/kid]
+    plugins: [{{name: jwt, config: {{key_claim_name: kid}}}}]
+  - paths: [/b64]
+    plugins: [{{name: jwt, config: {{secret_is_base64: true}}}}]
+"#,
+        up.addr()
+    ));
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": "alice-kid"});
+    let claims = json!({"sub": "a", "exp": now() + 60});
+    let token = signer::sign_raw(
+        "HS256",
+        b"alice-secret",
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+    );
+    let (status, seen, _) = get(&gw, "/kid", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["headers"]["x-consumer-username"], "alice");
+
+    let (status, body, _) = get(&gw, &format!("/kid?jwt={token}&jwt={token}"), &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "Multiple tokens provided");
+
+    // "-_-_AQ" is URL-safe, unpadded base64 for the bytes fb ff bf 01.
+    let token = signer::sign_hmac(
+        "HS256",
+        &[0xfb, 0xff, 0xbf, 0x01],
+        &json!({"iss": "url-safe", "exp": now() + 60}),
+    );
+    let (status, _, _) = get(&gw, "/b64", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(status, 200);
+}

@@ -21,6 +21,15 @@ pub struct JwtCredential {
     pub key_from_base64: Option<VerifyKey>,
 }
 
+/// A secret given in base64 (`secret_is_base64`): standard or URL-safe alphabet, padded or not,
+/// as Kong accepts.
+pub fn decode_base64_secret(secret: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(secret).ok())
+}
+
 /// Every `jwt_secrets` entry of a configuration, by `key`.
 #[derive(Default)]
 pub struct JwtIndex {
@@ -62,9 +71,7 @@ impl JwtIndex {
                     )),
                     Some(secret) => VerifyKey::hmac(secret.as_bytes())
                         .map(|k| {
-                            let b64 = base64::engine::general_purpose::STANDARD
-                                .decode(secret)
-                                .ok()
+                            let b64 = decode_base64_secret(secret)
                                 .and_then(|raw| VerifyKey::hmac(&raw).ok());
                             (k, b64)
                         })

@@ -275,6 +275,12 @@ impl Plugin for Jwt {
         let mut claims_to_headers = Vec::new();
         for (claim, name) in &c.claims_to_headers {
             match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) if auth::is_reserved_header(&h) => errors.push((
+                    format!("claims_to_headers.{claim}"),
+                    format!(
+                        "`{name}` is set by the gateway itself (identity, framing or routing) and cannot carry a claim"
+                    ),
+                )),
                 Ok(h) => claims_to_headers.push((claim.clone(), h)),
                 Err(_) => errors.push((
                     format!("claims_to_headers.{claim}"),
@@ -313,12 +319,13 @@ impl Plugin for Jwt {
     }
 
     async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
-        if self.common.skip(ctx, &req.method) {
-            return Flow::Continue;
-        }
-        // Claim headers are ours to set: a client's copies never reach the upstream.
+        // Claim headers are ours to set: a client's copies never reach the upstream, even when
+        // this plugin does not run.
         for (_, name) in &self.claims_to_headers {
             req.headers.remove(name);
+        }
+        if self.common.skip(ctx, &req.method) {
+            return Flow::Continue;
         }
         let refusal = match self.authenticate(ctx, req).await {
             Ok(()) => return Flow::Continue,
@@ -390,9 +397,9 @@ fn single_key(c: &Config, errors: &mut Vec<(String, String)>) -> Option<Keys> {
     let (key, field) = match (&c.secret, &c.public_key) {
         (Some(secret), _) => {
             let raw = if c.secret_is_base64 {
-                match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret) {
-                    Ok(raw) => raw,
-                    Err(_) => {
+                match credentials::decode_base64_secret(secret) {
+                    Some(raw) => raw,
+                    None => {
                         errors.push((
                             "secret".into(),
                             "not valid base64 (secret_is_base64 is true)".into(),
@@ -571,14 +578,20 @@ impl Jwt {
                 None => self.verify(&raw).await?,
             }
         };
-        if let Some((consumer, credential)) = consumer {
-            auth::set_consumer(
+        match consumer {
+            Some((consumer, credential)) => auth::set_consumer(
                 ctx,
                 &mut req.headers,
                 &self.consumers,
                 consumer,
                 Some(&credential),
-            );
+            ),
+            // A key on the plugin: authenticated, but no consumer is known.
+            None => auth::set_authenticated_without_consumer(
+                ctx,
+                &mut req.headers,
+                HeaderValue::from_static("jwt"),
+            ),
         }
         for (name, value) in headers {
             req.headers.insert(name, value);
@@ -655,7 +668,18 @@ impl Jwt {
         key_claim_name: &str,
         secret_is_base64: bool,
     ) -> Result<(usize, HeaderValue), Refusal> {
-        let name = match token.claims().get(key_claim_name) {
+        // Kong looks in the claims, then in the token's header: `key_claim_name: kid` names the
+        // credential by the header's `kid`.
+        let from_header = (key_claim_name == "kid")
+            .then(|| token.kid())
+            .flatten()
+            .map(|kid| Value::String(kid.to_owned()));
+        let claim = token
+            .claims()
+            .get(key_claim_name)
+            .filter(|v| !v.is_null())
+            .or(from_header.as_ref());
+        let name = match claim {
             None | Some(Value::Null) => {
                 return Err(Refusal::invalid(
                     format!("No mandatory '{key_claim_name}' in claims"),
@@ -683,7 +707,10 @@ impl Jwt {
             ));
         }
         let key = if secret_is_base64 {
-            cred.key_from_base64.as_ref().unwrap_or(&cred.key)
+            // A secret that is not base64 cannot verify anything when it is said to be.
+            cred.key_from_base64.as_ref().ok_or_else(|| {
+                Refusal::invalid("Invalid key/secret", "The access token cannot be verified")
+            })?
         } else {
             &cred.key
         };
@@ -735,7 +762,15 @@ impl Jwt {
         };
         if let Some(q) = req.uri.query() {
             for name in &self.uri_param_names {
-                for v in query::values(q, name) {
+                let values = query::values(q, name);
+                if values.len() > 1 {
+                    // Kong refuses a repeated parameter even when the copies are equal.
+                    return Err(Refusal::invalid(
+                        "Multiple tokens provided",
+                        "The request carries more than one access token",
+                    ));
+                }
+                for v in values {
                     if !v.is_empty() {
                         add(v)?;
                     }
