@@ -104,7 +104,10 @@ impl Plugin for BasicAuth {
 }
 
 impl BasicAuth {
+    /// `Proxy-Authorization`, then `Authorization` (also when the first names credentials that
+    /// do not verify, as Kong does).
     fn identify(&self, headers: &HeaderMap) -> Result<(&PasswordCredential, HeaderName), Failure> {
+        let mut failure = Failure::Missing;
         for name in [header::PROXY_AUTHORIZATION, header::AUTHORIZATION] {
             let Some(value) = headers.get(&name) else {
                 continue;
@@ -113,14 +116,12 @@ impl BasicAuth {
                 // Another scheme (a bearer token, say) in this header: look at the next one.
                 continue;
             };
-            return self
-                .consumers
-                .basicauth
-                .verify(&user, &password)
-                .map(|c| (c, name))
-                .ok_or(Failure::Invalid);
+            match self.consumers.basicauth.verify(&user, &password) {
+                Some(cred) => return Ok((cred, name)),
+                None => failure = Failure::Invalid,
+            }
         }
-        Err(Failure::Missing)
+        Err(failure)
     }
 }
 

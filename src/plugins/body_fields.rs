@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::query;
 
@@ -75,14 +77,57 @@ pub fn without(kind: BodyKind, body: &[u8], name: &str) -> Result<Bytes, BadBody
             let text = std::str::from_utf8(body).map_err(|_| BadBody("form data"))?;
             Ok(Bytes::from(query::without(text, name).unwrap_or_default()))
         }
-        BodyKind::Json => {
-            let mut doc: Value = serde_json::from_slice(body).map_err(|_| BadBody("JSON"))?;
-            if let Value::Object(map) = &mut doc {
-                map.shift_remove(name);
-            }
-            Ok(Bytes::from(doc.to_string()))
-        }
+        BodyKind::Json => without_json_member(body, name),
     }
+}
+
+/// The top-level members of a JSON object as they were written (values untouched).
+struct RawMembers<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawMembers<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMembers<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(RawMembers(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The object without member `name`, every other member written back byte for byte: parsing
+/// into values and printing them again would change numbers (`1.10`, 23-digit integers).
+fn without_json_member(body: &[u8], name: &str) -> Result<Bytes, BadBody> {
+    let doc: &RawValue = serde_json::from_slice(body).map_err(|_| BadBody("JSON"))?;
+    let Ok(RawMembers(members)) = serde_json::from_str::<RawMembers<'_>>(doc.get()) else {
+        // Not an object: nothing to remove.
+        return Ok(Bytes::copy_from_slice(body));
+    };
+    if !members.iter().any(|(k, _)| k == name) {
+        return Ok(Bytes::copy_from_slice(body));
+    }
+    let mut out = String::with_capacity(body.len());
+    out.push('{');
+    for (k, v) in members.iter().filter(|(k, _)| k != name) {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        // A key that was valid JSON text re-encodes without error.
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        out.push_str(v.get());
+    }
+    out.push('}');
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -124,6 +169,17 @@ mod tests {
         assert_eq!(
             &without(BodyKind::Json, json, "apikey").unwrap()[..],
             br#"{"n":1,"nested":{"apikey":"no"}}"#
+        );
+        // Other members are kept byte for byte, numbers included.
+        let exact =
+            br#"{ "big": 12345678901234567890123, "apikey": "k", "price": 1.10, "s": "\u00e9" }"#;
+        assert_eq!(
+            &without(BodyKind::Json, exact, "apikey").unwrap()[..],
+            br#"{"big":12345678901234567890123,"price":1.10,"s":"\u00e9"}"#
+        );
+        assert_eq!(
+            &without(BodyKind::Json, b"[1,2]", "apikey").unwrap()[..],
+            b"[1,2]"
         );
         assert!(values(BodyKind::Json, b"{oops", "apikey").is_err());
         assert!(values(BodyKind::Form, b"\xff", "apikey").is_err());

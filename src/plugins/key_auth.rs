@@ -76,9 +76,10 @@ pub struct KeyAuth {
 
 /// Where a key was found, so `hide_credentials` can remove it.
 enum Found {
-    Header(HeaderName),
+    /// The header, and the configured name it was found under.
+    Header(HeaderName, String),
     Query(String),
-    Body(BodyKind, String),
+    Body(String),
 }
 
 /// Why no consumer could be identified.
@@ -159,7 +160,7 @@ impl Plugin for KeyAuth {
         let failure = match outcome {
             Ok((cred, found)) => {
                 if self.hide_credentials {
-                    hide(req, &mut ctx.request_body, found);
+                    hide(req, &mut ctx.request_body, &found);
                 }
                 auth::set_consumer(
                     ctx,
@@ -228,7 +229,7 @@ impl KeyAuth {
                             .consumers
                             .keyauth
                             .lookup(key)
-                            .map(|c| (c, Found::Header(header.clone())))
+                            .map(|c| (c, Found::Header(header.clone(), name.name.clone())))
                             .ok_or(Failure::Invalid);
                     }
                 }
@@ -263,7 +264,7 @@ impl KeyAuth {
                         .consumers
                         .keyauth
                         .lookup(key.as_bytes())
-                        .map(|c| (c, Found::Body(kind, name.name.clone())))
+                        .map(|c| (c, Found::Body(name.name.clone())))
                         .ok_or(Failure::Invalid);
                 }
             }
@@ -272,25 +273,28 @@ impl KeyAuth {
     }
 }
 
-fn hide(req: &mut http::request::Parts, body: &mut Option<bytes::Bytes>, found: Found) {
-    match found {
-        Found::Body(kind, name) => {
-            // The body parsed a moment ago, so removing a field cannot fail.
-            if let Some(b) = body.as_ref()
-                && let Ok(rest) = body_fields::without(kind, b, &name)
-            {
-                *body = Some(rest);
-            }
+/// Remove the key's name from everywhere it may be (header, query, body), as Kong does, not
+/// only where the key was read: no copy of it reaches the upstream.
+fn hide(req: &mut http::request::Parts, body: &mut Option<bytes::Bytes>, found: &Found) {
+    let (name, header) = match found {
+        Found::Header(h, n) => (n.as_str(), Some(h.clone())),
+        Found::Query(n) | Found::Body(n) => (n.as_str(), HeaderName::from_bytes(n.as_bytes()).ok()),
+    };
+    if let Some(h) = header {
+        req.headers.remove(h);
+    }
+    if let Some(q) = req.uri.query() {
+        let rest = query::without(q, name);
+        if rest.as_deref() != Some(q) {
+            query::set_query(&mut req.uri, rest.as_deref());
         }
-        Found::Header(h) => {
-            req.headers.remove(h);
-        }
-        Found::Query(name) => {
-            if let Some(q) = req.uri.query() {
-                let rest = query::without(q, &name);
-                query::set_query(&mut req.uri, rest.as_deref());
-            }
-        }
+    }
+    let kind = BodyKind::of(&req.headers);
+    if kind != BodyKind::Other
+        && let Some(b) = body.as_ref()
+        && let Ok(rest) = body_fields::without(kind, b, name)
+    {
+        *body = Some(rest);
     }
 }
 

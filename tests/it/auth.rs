@@ -115,6 +115,16 @@ services:
     assert_eq!(r.body["query"], "a=1&b=2");
     let r = gw.get("/hidden", &[("x-api-key", "alice-key-1")]).await;
     assert_eq!(r.upstream_header("x-api-key"), None);
+    // ...and the name is removed everywhere, not only where the key was read.
+    let r = gw
+        .get(
+            "/hidden?X-API-Key=alice-key-1&b=1",
+            &[("x-api-key", "alice-key-1")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-api-key"), None);
+    assert_eq!(r.body["query"], "b=1");
 
     // Two keys at once are refused rather than one picked.
     let r = gw
@@ -187,6 +197,17 @@ services:
         r.upstream_header("authorization"),
         Some("Bearer for-the-upstream")
     );
+    // Credentials for another proxy in Proxy-Authorization do not hide valid ones.
+    let r = gw
+        .get(
+            "/b",
+            &[
+                ("proxy-authorization", &basic("corp-proxy", "x")),
+                ("authorization", &basic("alice", "wonder:land")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
     let r = gw.get("/hide", &[]).await;
     assert_eq!(r.header("www-authenticate"), "Basic realm=\"api\"");
 }

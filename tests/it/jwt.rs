@@ -385,6 +385,21 @@ async fn attack_matrix() {
             "Token too long",
         ),
         (
+            "duplicate claim members",
+            "/hs",
+            bearer(&signer::sign_raw(
+                "HS256",
+                secret,
+                br#"{"alg":"HS256"}"#,
+                format!(
+                    r#"{{"sub":"user-42","sub":"admin","exp":{},"iss":"https://issuer.example","aud":"api"}}"#,
+                    now() + 60
+                )
+                .as_bytes(),
+            )),
+            "Malformed token",
+        ),
+        (
             "tampered payload",
             "/hs",
             bearer(&{

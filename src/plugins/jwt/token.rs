@@ -745,7 +745,7 @@ pub fn parse(token: &str, max_len: usize) -> Result<Token<'_>, TokenError> {
 
     buf.clear();
     decode_part(payload_b64, &mut buf)?;
-    let claims: Claims =
+    let UniqueClaims(claims) =
         serde_json::from_slice(&buf).map_err(|_| TokenError::InvalidJson(TokenPart::Payload))?;
 
     Ok(Token {
@@ -755,6 +755,38 @@ pub fn parse(token: &str, max_len: usize) -> Result<Token<'_>, TokenError> {
         kid,
         claims,
     })
+}
+
+/// A payload object whose members are all distinct: with `{"iss":"bob","iss":"alice"}` a
+/// last-wins reader (this one) and a first-wins one (an upstream's) would disagree on who the
+/// token is for, so such a token is refused, as a header with duplicate members is.
+struct UniqueClaims(Claims);
+
+impl<'de> Deserialize<'de> for UniqueClaims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueClaims;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueClaims, A::Error> {
+                let mut claims = Claims::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    if claims.contains_key(&name) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    claims.insert(name, value);
+                }
+                Ok(UniqueClaims(claims))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// The positions of the two dots, after checking every other byte is base64url (no padding).
