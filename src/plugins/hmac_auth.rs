@@ -107,6 +107,9 @@ impl Algorithm {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_clock_skew() -> f64 {
     300.0
 }
@@ -129,6 +132,11 @@ pub struct Config {
     pub validate_request_body: bool,
     #[serde(default)]
     pub enforce_headers: Vec<String>,
+    /// Extension: the signature must cover `date` or `x-date`. Kong does not ask this, so a
+    /// signature over other headers only could be replayed forever with a fresh, unsigned
+    /// `Date`; `false` restores Kong's behaviour.
+    #[serde(default = "default_true")]
+    pub require_signed_date: bool,
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     #[serde(default)]
@@ -140,6 +148,7 @@ pub struct HmacAuth {
     hide_credentials: bool,
     clock_skew: Duration,
     validate_request_body: bool,
+    require_signed_date: bool,
     /// Lower-case names that must be among the signed ones.
     enforce_headers: Vec<String>,
     /// One bit per allowed [`Algorithm`].
@@ -222,6 +231,7 @@ impl Plugin for HmacAuth {
                 hide_credentials: c.hide_credentials,
                 clock_skew: Duration::from_secs_f64(c.clock_skew),
                 validate_request_body: c.validate_request_body,
+                require_signed_date: c.require_signed_date,
                 enforce_headers: c
                     .enforce_headers
                     .iter()
@@ -330,6 +340,14 @@ impl HmacAuth {
             .enforce_headers
             .iter()
             .all(|e| params.headers.contains(e))
+        {
+            return Err(Failure::NotVerified);
+        }
+        let signs = |name: &str| params.headers.iter().any(|h| h == name);
+        // A signature that covers no date can be replayed with any fresh date; one that does
+        // not cover the digest lets a replay within the skew carry another body.
+        if (self.require_signed_date && !signs("date") && !signs("x-date"))
+            || (self.validate_request_body && !signs("digest"))
         {
             return Err(Failure::NotVerified);
         }

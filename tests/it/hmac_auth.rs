@@ -111,6 +111,10 @@ services:
     plugins: [{{name: hmac-auth, config: {{hide_credentials: true, realm: api}}}}]
   - paths: [/anon]
     plugins: [{{name: hmac-auth, config: {{anonymous: anon}}}}]
+  - paths: [/kong-replayable]
+    plugins: [{{name: hmac-auth, config: {{require_signed_date: false}}}}]
+  - paths: [/body-unsigned-digest]
+    plugins: [{{name: hmac-auth, config: {{validate_request_body: true}}}}]
 "#,
         up.addr()
     ));
@@ -620,4 +624,81 @@ routes:
         !errors.contains("sekrit"),
         "a secret is never echoed: {errors}"
     );
+}
+
+/// Replays: a signature that covers no date could be sent again forever with a fresh `Date`, and
+/// one that does not cover the digest could carry another body; both are refused by default.
+#[tokio::test]
+async fn signatures_must_cover_the_date_and_the_digest() {
+    let (_up, gw) = gateway().await;
+    let send = |path: &'static str, signed_headers: &'static str, signing: String| {
+        let url = gw.url(path);
+        async move {
+            let auth = authorization("alice", "hmac-sha256", SECRET, signed_headers, &signing);
+            let resp = client()
+                .get(url)
+                .header("date", http_date(0))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            outcome(resp).await
+        }
+    };
+    let (status, body) = send("/default", "request-line", "GET /default HTTP/1.1".into()).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], NOT_VERIFIED);
+    // Kong's behaviour, when asked for.
+    let (status, _) = send(
+        "/kong-replayable",
+        "request-line",
+        "GET /kong-replayable HTTP/1.1".into(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // validate_request_body with a matching Digest that the signature does not cover.
+    let body = b"amount=10";
+    let date = http_date(0);
+    let signing = format!("date: {date}\nPOST /body-unsigned-digest HTTP/1.1");
+    let auth = authorization(
+        "alice",
+        "hmac-sha256",
+        SECRET,
+        "date request-line",
+        &signing,
+    );
+    let resp = client()
+        .post(gw.url("/body-unsigned-digest"))
+        .header("date", &date)
+        .header("digest", digest(body))
+        .header("authorization", auth)
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    let (status, seen) = outcome(resp).await;
+    assert_eq!(status, 401, "{seen}");
+    // The same with the digest signed.
+    let signing = format!(
+        "date: {date}\nPOST /body-unsigned-digest HTTP/1.1\ndigest: {}",
+        digest(body)
+    );
+    let auth = authorization(
+        "alice",
+        "hmac-sha256",
+        SECRET,
+        "date request-line digest",
+        &signing,
+    );
+    let resp = client()
+        .post(gw.url("/body-unsigned-digest"))
+        .header("date", &date)
+        .header("digest", digest(body))
+        .header("authorization", auth)
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
