@@ -13,10 +13,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Longest precomputed cycle (slots), unless there are more targets than this.
 pub const MAX_CYCLE: u64 = 65_536;
 
+/// Slots walked past an unusable pick before falling back to a pass over the targets: the
+/// cycle keeps the weighted order for a retry, the pass bounds the work when few are usable.
+const WALK: usize = 32;
+
 /// A lock-free smooth weighted round-robin picker over target indices.
 #[derive(Debug)]
 pub struct WeightedRoundRobin {
     cycle: Box<[u32]>,
+    /// Targets with a weight above 0, in index order.
+    live: Box<[u32]>,
     next: AtomicUsize,
 }
 
@@ -29,6 +35,9 @@ impl WeightedRoundRobin {
     pub fn new(weights: &[u32]) -> Self {
         WeightedRoundRobin {
             cycle: cycle(weights).into_boxed_slice(),
+            live: (0..weights.len() as u32)
+                .filter(|&i| weights[i as usize] > 0)
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -40,6 +49,34 @@ impl WeightedRoundRobin {
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         self.cycle.get(i % self.cycle.len()).map(|&t| t as usize)
+    }
+
+    /// The next usable target: the cycle's next slot, or when `usable` rejects it, the slots
+    /// after it (a retry keeps the weighted interleaving), then every target once. `None` only
+    /// when no target with a weight above 0 is usable.
+    pub fn pick_usable(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let len = self.cycle.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        let walked = len.min(WALK);
+        for k in 0..walked {
+            let t = self.cycle[(start + k) % len] as usize;
+            if usable(t) {
+                return Some(t);
+            }
+        }
+        if walked == len {
+            // The whole cycle was seen, so every live target was.
+            return None;
+        }
+        let from = start % self.live.len();
+        let (tail, head) = self.live.split_at(from);
+        head.iter()
+            .chain(tail)
+            .map(|&t| t as usize)
+            .find(|&t| usable(t))
     }
 
     /// Length of one full cycle (slots).
@@ -116,6 +153,25 @@ mod tests {
         assert_eq!(picks(&rr, 6), [0, 1, 2, 0, 1, 2]);
         assert_eq!(WeightedRoundRobin::new(&[0, 0]).pick(), None);
         assert_eq!(WeightedRoundRobin::new(&[]).pick(), None);
+    }
+
+    #[test]
+    fn unusable_picks_move_on() {
+        let rr = WeightedRoundRobin::new(&[5, 1, 1]);
+        let p: Vec<usize> = (0..7)
+            .map(|_| rr.pick_usable(|t| t != 0).unwrap())
+            .collect();
+        assert!(!p.contains(&0));
+        assert!(p.contains(&1) && p.contains(&2));
+        assert_eq!(rr.pick_usable(|_| false), None);
+        // A long cycle whose only usable target is rare: the walk gives up, the pass finds it.
+        let mut weights = vec![1_000; 50];
+        weights.push(1);
+        let rr = WeightedRoundRobin::new(&weights);
+        for _ in 0..100 {
+            assert_eq!(rr.pick_usable(|t| t == 50), Some(50));
+        }
+        assert_eq!(rr.pick_usable(|_| false), None);
     }
 
     #[test]
