@@ -166,12 +166,31 @@ pub struct Upstream {
     pub name: String,
     #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(default = "default_algorithm")]
-    pub algorithm: String,
+    /// `round-robin` (Kong's default), `least-connections`, `consistent-hashing`, `latency`;
+    /// extensions `random` and `ip-hash` (consistent hashing on the client address). Absent:
+    /// `consistent-hashing` when `hash_on` is set, else `round-robin`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
     #[serde(default = "default_hash_none")]
     pub hash_on: String,
     #[serde(default = "default_hash_none")]
     pub hash_fallback: String,
+    #[serde(default)]
+    pub hash_on_header: Option<String>,
+    #[serde(default)]
+    pub hash_fallback_header: Option<String>,
+    #[serde(default)]
+    pub hash_on_cookie: Option<String>,
+    #[serde(default = "default_cookie_path")]
+    pub hash_on_cookie_path: String,
+    #[serde(default)]
+    pub hash_on_query_arg: Option<String>,
+    #[serde(default)]
+    pub hash_fallback_query_arg: Option<String>,
+    #[serde(default)]
+    pub hash_on_uri_capture: Option<String>,
+    #[serde(default)]
+    pub hash_fallback_uri_capture: Option<String>,
     #[serde(default = "default_slots")]
     pub slots: u32,
     #[serde(default)]
@@ -185,8 +204,8 @@ pub struct Upstream {
     pub updated_at: Option<i64>,
 }
 
-fn default_algorithm() -> String {
-    "round-robin".into()
+fn default_cookie_path() -> String {
+    "/".into()
 }
 fn default_hash_none() -> String {
     "none".into()

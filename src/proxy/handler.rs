@@ -13,6 +13,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::balance::{Attempts, NewCookie, request_hash};
 use super::body::{ProxyBody, RequestBody, UpstreamBody, read_limited};
 use super::client_ip::{RealIpConfig, client_ip};
 use super::error::ProxyError;
@@ -22,7 +23,7 @@ use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
-use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
+use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt};
 
 /// State shared by every connection of a running gateway.
 pub struct Shared {
@@ -134,13 +135,13 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
                 // Joined with the query after plugins ran: they may edit the query.
                 let upstream = (upstream != parts.uri.path()).then(|| upstream.into_owned());
                 let fwd_path = HeaderValue::from_str(&path).ok();
-                Ok((m.route, upstream, fwd_path))
+                Ok((m.route, upstream, fwd_path, m.captures))
             }
             RouteMatch::MethodNotAllowed { allow } => Err(ProxyError::MethodNotAllowed(allow)),
             RouteMatch::NotFound => Err(ProxyError::NoRoute),
         }
     };
-    let (route_idx, upstream_path, fwd_path) = match routed {
+    let (route_idx, upstream_path, fwd_path, captures) = match routed {
         Ok(r) => r,
         Err(e) => {
             return Box::pin(respond_unrouted(
@@ -264,9 +265,25 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
 
     // `preserve_host` keeps the client's Host; otherwise the target's is set per attempt.
     let set_host = !(route.preserve_host && client_host.is_some());
+    // Consistent hashing: the key comes from the request as the plugins left it.
+    let (hash, new_cookie) = match upstream_of(&snap, service).and_then(|u| u.hash.as_ref()) {
+        Some(policy) => request_hash(
+            policy,
+            &ctx,
+            &parts.headers,
+            parts.uri.query(),
+            captures.as_deref(),
+            &snap.consumers,
+        ),
+        None => (None, None),
+    };
+    let mut attempts = match Attempts::new(&snap, service, hash) {
+        Ok(a) => a,
+        Err(e) => return finish(chain, &mut ctx, e.into_response()),
+    };
     let sent = match upstream_body {
-        None => send_lean(&snap, service, parts, set_host, &shared.pool).await,
-        Some(body) => send_upstream(&snap, service, parts, body, set_host, &shared.pool)
+        None => send_lean(&mut attempts, service, parts, set_host, &shared.pool).await,
+        Some(body) => send_upstream(&mut attempts, service, parts, body, set_host, &shared.pool)
             .await
             .map(|(resp, conn)| {
                 let (head, incoming) = resp.into_parts();
@@ -285,6 +302,9 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
             remove_hop_by_hop(&mut head.headers);
             // An intermediary speaks its own version (RFC 9110 §6.2); hyper adapts to 1.0 clients.
             head.version = http::Version::HTTP_11;
+            if let Some(NewCookie(cookie)) = new_cookie {
+                head.headers.append(header::SET_COOKIE, cookie);
+            }
             finish(chain, &mut ctx, Response::from_parts(head, body))
         }
         Err(e) => {
@@ -415,17 +435,11 @@ fn finish(chain: &Chain, ctx: &mut RequestCtx, resp: Response<ProxyBody>) -> Res
     Response::from_parts(head, body)
 }
 
-fn pick_target<'s>(
-    snap: &'s Snapshot,
-    service: &'s ServiceRt,
-) -> Result<(&'s Arc<TargetAddr>, Option<&'s HeaderValue>), ProxyError> {
+/// The upstream a service sends to, if it names one.
+fn upstream_of<'s>(snap: &'s Snapshot, service: &ServiceRt) -> Option<&'s UpstreamRt> {
     match &service.target {
-        ServiceTarget::Direct(t) => Ok((t, None)),
-        ServiceTarget::Upstream(u) => {
-            let up = snap.upstreams.get(*u).ok_or(ProxyError::NoTargets)?;
-            let t = up.pick().ok_or(ProxyError::NoTargets)?;
-            Ok((t, up.host_header.as_ref()))
-        }
+        ServiceTarget::Upstream(u) => snap.upstreams.get(*u),
+        ServiceTarget::Direct(_) => None,
     }
 }
 
@@ -434,42 +448,12 @@ fn host_for(target: &TargetAddr, upstream_host: Option<&HeaderValue>) -> HeaderV
     upstream_host.unwrap_or(&target.host_header).clone()
 }
 
-/// Connect failures allowed for one request: the service's `retries`.
-struct ConnectBudget {
-    failures: u32,
-    retries: u32,
-}
-
-impl ConnectBudget {
-    fn new(service: &ServiceRt) -> Self {
-        ConnectBudget {
-            failures: 0,
-            retries: service.retries,
-        }
-    }
-
-    /// Record a failed connect; `Err` once the retries are used up.
-    fn failed(
-        &mut self,
-        target: &TargetAddr,
-        error: &dyn std::fmt::Display,
-    ) -> Result<(), ProxyError> {
-        self.failures += 1;
-        tracing::debug!(target = %target.key, error = %error, attempt = self.failures, "upstream connect failed");
-        if self.failures > self.retries {
-            Err(ProxyError::ConnectFailed)
-        } else {
-            Ok(())
-        }
-    }
-}
-
 /// Send a request without a body through the lean client (see `h1_client`). A failed connect
 /// moves on to the next target, up to the service's `retries`; an idempotent request whose
 /// pooled connection turns out to have been closed by the upstream (closed cleanly before any
 /// response byte) is replayed once, on a freshly opened connection.
 async fn send_lean(
-    snap: &Snapshot,
+    attempts: &mut Attempts<'_>,
     service: &ServiceRt,
     mut parts: http::request::Parts,
     set_host: bool,
@@ -479,15 +463,14 @@ async fn send_lean(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
-    let mut budget = ConnectBudget::new(service);
     let mut replayed = false;
     loop {
-        let (target, host_header) = pick_target(snap, service)?;
+        let (target, host_header) = attempts.next_target()?;
         let pooled =
             match pool::checkout_h1(!replayed, target, service.connect_timeout, settings).await {
                 Ok(p) => p,
                 Err(e) => {
-                    budget.failed(target, &e)?;
+                    attempts.connect_failed(target, &e)?;
                     continue;
                 }
             };
@@ -509,6 +492,7 @@ async fn send_lean(
         {
             Err(_) | Ok(Err(H1Error::WriteTimeout)) => return Err(ProxyError::UpstreamTimeout),
             Ok(Ok((head, body))) => {
+                attempts.answered();
                 let body = UpstreamBody::lean(body, lease, service.read_timeout);
                 return Ok(Response::from_parts(head, ProxyBody::Upstream(body)));
             }
@@ -529,7 +513,7 @@ async fn send_lean(
 /// Send the request to a target of `service`: a failed connect moves on to the next target, up
 /// to the service's `retries`; a pooled connection found closed is replaced without counting.
 async fn send_upstream(
-    snap: &Snapshot,
+    attempts: &mut Attempts<'_>,
     service: &ServiceRt,
     parts: http::request::Parts,
     body: RequestBody,
@@ -538,15 +522,14 @@ async fn send_upstream(
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
     let request_sent = body.sent_flag();
     let mut pending = Some(Request::from_parts(parts, body));
-    let mut budget = ConnectBudget::new(service);
     loop {
-        let (target, host_header) = pick_target(snap, service)?;
+        let (target, host_header) = attempts.next_target()?;
         let mut conn = match pool::checkout(&target.key, settings).await {
             Some(c) => c,
             None => match pool::connect(target, service.connect_timeout, settings).await {
                 Ok(c) => c,
                 Err(e) => {
-                    budget.failed(target, &e)?;
+                    attempts.connect_failed(target, &e)?;
                     continue;
                 }
             },
@@ -561,6 +544,7 @@ async fn send_upstream(
         match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
             Ok(Ok(resp)) => {
+                attempts.answered();
                 conn.request_sent = Some(request_sent);
                 return Ok((resp, conn));
             }
@@ -568,7 +552,7 @@ async fn send_upstream(
                 // Not sent: the pooled connection had been closed by the upstream meanwhile.
                 Some(req) => {
                     if !conn.reused {
-                        budget.failed(target, e.error())?;
+                        attempts.connect_failed(target, e.error())?;
                     }
                     pending = Some(req);
                 }

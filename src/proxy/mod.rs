@@ -1,4 +1,5 @@
 //! The data plane: accept, route, run plugins, forward upstream, stream back.
+pub mod balance;
 pub mod body;
 pub mod client_ip;
 pub mod error;

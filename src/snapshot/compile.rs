@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, Uri};
 
-use super::{RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt};
-use crate::balancer::WeightedRoundRobin;
+use super::{
+    HashInput, HashPolicy, RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt,
+};
+use crate::balancer::{Algorithm, Balancer};
 use crate::config::model::{Route, Service, Target, Upstream};
 use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::consumers::Consumers;
@@ -567,29 +569,20 @@ fn compile_upstream(
             "Invalid name; must be a hostname without port (no ip addresses allowed)",
         );
     }
-    if u.algorithm != "round-robin" {
-        let known = ["consistent-hashing", "least-connections", "latency"];
-        let msg = if known.contains(&u.algorithm.as_str()) {
-            format!(
-                "algorithm `{}` is not supported by this version of Gatehouse (round-robin)",
-                u.algorithm
-            )
-        } else {
-            format!(
-                "expected one of: round-robin, consistent-hashing, least-connections, latency (got `{}`)",
-                u.algorithm
-            )
-        };
-        errors.push(format!("{path}.algorithm"), msg);
-    }
-    for (field, v) in [("hash_on", &u.hash_on), ("hash_fallback", &u.hash_fallback)] {
-        if v != "none" {
-            errors.push(
-                format!("{path}.{field}"),
-                "hashing is not supported by this version of Gatehouse (none)",
-            );
+    let algorithm = compile_algorithm(errors, path, u);
+    let hash = if algorithm == Some(Algorithm::ConsistentHashing) {
+        compile_hash_policy(errors, path, u)
+    } else {
+        for (field, v) in [("hash_on", &u.hash_on), ("hash_fallback", &u.hash_fallback)] {
+            if v != "none" {
+                errors.push(
+                    format!("{path}.{field}"),
+                    "hashing applies to algorithm `consistent-hashing`",
+                );
+            }
         }
-    }
+        None
+    };
     if let Some(hc) = &u.healthchecks
         && let Some(field) = enabled_healthcheck(hc)
     {
@@ -609,7 +602,7 @@ fn compile_upstream(
             }
         });
     let mut targets = Vec::new();
-    let mut weights = Vec::new();
+    let mut weighted: Vec<(Arc<str>, u32)> = Vec::new();
     let mut seen = HashSet::new();
     for t in doc.targets.iter().filter(|t| t.parent == Some(index)) {
         if !seen.insert(t.item.target.as_str()) {
@@ -624,16 +617,184 @@ fn compile_upstream(
         if let Some(addr) = compile_target(errors, &t.path, &t.item)
             && t.item.weight > 0
         {
+            weighted.push((addr.key.clone(), t.item.weight));
             targets.push(Arc::new(addr));
-            weights.push(t.item.weight);
         }
     }
     UpstreamRt {
         name: u.name.clone(),
         targets,
         host_header,
-        balancer: WeightedRoundRobin::new(&weights),
+        balancer: Balancer::new(
+            algorithm.unwrap_or(Algorithm::RoundRobin),
+            &weighted,
+            u.slots,
+        ),
+        hash,
     }
+}
+
+/// The balancing algorithm: Kong's names, `random`, and the founding document's `ip-hash` (an
+/// alias of consistent hashing on the client address). `None` after an error.
+fn compile_algorithm(errors: &mut Errors<'_>, path: &str, u: &Upstream) -> Option<Algorithm> {
+    let name = match u.algorithm.as_deref() {
+        Some(name) => name,
+        None if u.hash_on != "none" => "consistent-hashing",
+        None => "round-robin",
+    };
+    if name == "ip-hash" {
+        if u.hash_on != "none" && u.hash_on != "ip" {
+            errors.push(
+                format!("{path}.hash_on"),
+                "algorithm `ip-hash` hashes on `ip`; use `consistent-hashing` to hash on something else",
+            );
+        }
+        return Some(Algorithm::ConsistentHashing);
+    }
+    let found = Algorithm::from_name(name);
+    if found.is_none() {
+        errors.push(
+            format!("{path}.algorithm"),
+            format!(
+                "expected one of: round-robin, least-connections, consistent-hashing, latency, random, ip-hash (got `{name}`)"
+            ),
+        );
+    }
+    if !(10..=65_536).contains(&u.slots) {
+        errors.push(
+            format!("{path}.slots"),
+            "value should be between 10 and 65536",
+        );
+    }
+    found
+}
+
+/// Kong's `hash_on` / `hash_fallback` with their `hash_*_header`, `hash_on_cookie`,
+/// `hash_*_query_arg` and `hash_*_uri_capture` companions.
+fn compile_hash_policy(errors: &mut Errors<'_>, path: &str, u: &Upstream) -> Option<HashPolicy> {
+    let ip_hash = u.algorithm.as_deref() == Some("ip-hash");
+    let on_name = if ip_hash && u.hash_on == "none" {
+        "ip"
+    } else {
+        u.hash_on.as_str()
+    };
+    let mut input = |which: &str,
+                     name: &str,
+                     header: &Option<String>,
+                     query: &Option<String>,
+                     capture: &Option<String>|
+     -> Option<Option<HashInput>> {
+        let missing = |errors: &mut Errors<'_>, field: &str| {
+            errors.push(
+                format!("{path}.{field}"),
+                format!("required when {which} is `{name}`"),
+            );
+        };
+        Some(Some(match name {
+            "none" => return Some(None),
+            "consumer" => HashInput::Consumer,
+            "ip" => HashInput::Ip,
+            "path" => HashInput::Path,
+            "header" => {
+                let field = format!(
+                    "hash_{}_header",
+                    if which == "hash_on" { "on" } else { "fallback" }
+                );
+                let Some(h) = header else {
+                    missing(errors, &field);
+                    return None;
+                };
+                match http::HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(h) => HashInput::Header(h),
+                    Err(_) => {
+                        errors.push(format!("{path}.{field}"), "not a valid header name");
+                        return None;
+                    }
+                }
+            }
+            "cookie" if which == "hash_on" => {
+                let Some(c) = u.hash_on_cookie.clone().filter(|c| !c.is_empty()) else {
+                    missing(errors, "hash_on_cookie");
+                    return None;
+                };
+                if !u.hash_on_cookie_path.starts_with('/') {
+                    errors.push(format!("{path}.hash_on_cookie_path"), "must start with `/`");
+                }
+                HashInput::Cookie {
+                    name: c,
+                    path: u.hash_on_cookie_path.clone(),
+                }
+            }
+            "query_arg" => {
+                let field = format!(
+                    "hash_{}_query_arg",
+                    if which == "hash_on" { "on" } else { "fallback" }
+                );
+                let Some(q) = query.clone().filter(|q| !q.is_empty()) else {
+                    missing(errors, &field);
+                    return None;
+                };
+                HashInput::QueryArg(q)
+            }
+            "uri_capture" => {
+                let field = format!(
+                    "hash_{}_uri_capture",
+                    if which == "hash_on" { "on" } else { "fallback" }
+                );
+                let Some(c) = capture.clone().filter(|c| !c.is_empty()) else {
+                    missing(errors, &field);
+                    return None;
+                };
+                HashInput::UriCapture(c)
+            }
+            other => {
+                let expected = if which == "hash_on" {
+                    "none, consumer, ip, header, cookie, path, query_arg, uri_capture"
+                } else {
+                    "none, consumer, ip, header, path, query_arg, uri_capture"
+                };
+                errors.push(
+                    format!("{path}.{which}"),
+                    format!("expected one of: {expected} (got `{other}`)"),
+                );
+                return None;
+            }
+        }))
+    };
+    let on = input(
+        "hash_on",
+        on_name,
+        &u.hash_on_header,
+        &u.hash_on_query_arg,
+        &u.hash_on_uri_capture,
+    )?;
+    let fallback = input(
+        "hash_fallback",
+        &u.hash_fallback,
+        &u.hash_fallback_header,
+        &u.hash_fallback_query_arg,
+        &u.hash_fallback_uri_capture,
+    )?;
+    let Some(on) = on else {
+        // Consistent hashing without an input: Kong balances round-robin.
+        if fallback.is_some() {
+            errors.push(
+                format!("{path}.hash_fallback"),
+                "must be `none` when hash_on is `none`",
+            );
+        }
+        return None;
+    };
+    if matches!(on, HashInput::Cookie { .. }) && fallback.is_some() {
+        errors.push(
+            format!("{path}.hash_fallback"),
+            "must be `none` when hash_on is `cookie`",
+        );
+    }
+    if fallback.as_ref() == Some(&on) {
+        errors.push(format!("{path}.hash_fallback"), "must differ from hash_on");
+    }
+    Some(HashPolicy { on, fallback })
 }
 
 fn compile_target(errors: &mut Errors<'_>, path: &str, t: &Target) -> Option<TargetAddr> {

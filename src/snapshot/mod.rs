@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
-use crate::balancer::WeightedRoundRobin;
+use crate::balancer::Balancer;
 use crate::config::ConfigDoc;
 use crate::consumers::Consumers;
 use crate::plugins::{Chain, PluginInstance, PluginScopeKey};
@@ -110,17 +110,41 @@ pub struct ServiceRt {
     pub retries: u32,
 }
 
-/// An upstream: its targets, picked by smooth weighted round-robin.
+/// An upstream: its targets and the balancer that picks among them.
 pub struct UpstreamRt {
     pub name: String,
+    /// Targets with a weight above 0, in declaration order (the balancer's indices).
     pub targets: Vec<Arc<TargetAddr>>,
     pub host_header: Option<HeaderValue>,
-    balancer: WeightedRoundRobin,
+    pub balancer: Balancer,
+    /// For `consistent-hashing`: what the request's hash key is made of.
+    pub hash: Option<HashPolicy>,
 }
 
-impl UpstreamRt {
-    /// The next target, or `None` when the upstream has no target with a weight above 0.
-    pub fn pick(&self) -> Option<&Arc<TargetAddr>> {
-        self.targets.get(self.balancer.pick()?)
-    }
+/// One input of a consistent-hashing key (Kong's `hash_on` / `hash_fallback`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashInput {
+    /// The authenticated consumer's id.
+    Consumer,
+    /// The client address (as resolved through trusted proxies).
+    Ip,
+    Header(http::HeaderName),
+    /// A cookie; when the request has none, the gateway makes one up and sets it on the
+    /// response, so the client sticks to a target from then on.
+    Cookie {
+        name: String,
+        path: String,
+    },
+    /// The normalised request path.
+    Path,
+    QueryArg(String),
+    /// A named capture of the route's regex path.
+    UriCapture(String),
+}
+
+/// What a consistent-hashing upstream hashes on, and the fallback when that input is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashPolicy {
+    pub on: HashInput,
+    pub fallback: Option<HashInput>,
 }

@@ -139,12 +139,12 @@ fn syntax_errors_point_at_the_line() {
 #[test]
 fn unsupported_features_are_errors_not_silence() {
     let errs = errors(
-        "_format_version: \"3.0\"\nupstreams:\n- name: u\n  algorithm: least-connections\n  healthchecks:\n    active:\n      healthy:\n        interval: 5\n",
+        "_format_version: \"3.0\"\nupstreams:\n- name: u\n  algorithm: fastest\n  healthchecks:\n    active:\n      healthy:\n        interval: 5\n",
     );
     assert!(
         find(&errs, "upstreams[0].algorithm")
             .message
-            .contains("not supported")
+            .contains("expected one of: round-robin, least-connections, consistent-hashing")
     );
     assert!(
         find(&errs, "upstreams[0].healthchecks.active.healthy.interval")

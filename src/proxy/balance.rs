@@ -1,0 +1,243 @@
+//! Choosing the target of each attempt of one request: the upstream's balancer, the request's
+//! hash key (consistent hashing), the targets this request already failed on (a retry goes
+//! elsewhere), and the in-flight record of the current attempt (least-connections, latency).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+use http::header::{self, HeaderMap};
+
+use super::error::ProxyError;
+use crate::balancer::{InFlight, hash_key};
+use crate::consumers::Consumers;
+use crate::plugins::{RequestCtx, query};
+use crate::router::Captures;
+use crate::snapshot::UpstreamRt;
+use crate::snapshot::{HashInput, HashPolicy, ServiceRt, ServiceTarget, Snapshot, TargetAddr};
+
+/// Where the attempts of one request go.
+pub struct Attempts<'s> {
+    to: To<'s>,
+    hash: Option<u64>,
+    tried: Tried,
+    /// The current attempt's target index and in-flight record.
+    current: Option<(usize, InFlight, Instant)>,
+    failures: u32,
+    retries: u32,
+}
+
+enum To<'s> {
+    Direct(&'s Arc<TargetAddr>),
+    Upstream(&'s UpstreamRt),
+}
+
+/// Target indices already tried: a bit set for the first 64, a list beyond.
+#[derive(Default)]
+struct Tried {
+    bits: u64,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn insert(&mut self, i: usize) {
+        if i < 64 {
+            self.bits |= 1 << i;
+        } else if !self.more.contains(&i) {
+            self.more.push(i);
+        }
+    }
+    fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            self.bits & (1 << i) != 0
+        } else {
+            self.more.contains(&i)
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.bits == 0 && self.more.is_empty()
+    }
+    fn clear(&mut self) {
+        self.bits = 0;
+        self.more.clear();
+    }
+}
+
+impl<'s> Attempts<'s> {
+    /// The attempts of a request to `service`, with its consistent-hashing key if any.
+    pub fn new(
+        snap: &'s Snapshot,
+        service: &'s ServiceRt,
+        hash: Option<u64>,
+    ) -> Result<Self, ProxyError> {
+        let to = match &service.target {
+            ServiceTarget::Direct(t) => To::Direct(t),
+            ServiceTarget::Upstream(u) => {
+                To::Upstream(snap.upstreams.get(*u).ok_or(ProxyError::NoTargets)?)
+            }
+        };
+        Ok(Attempts {
+            to,
+            hash,
+            tried: Tried::default(),
+            current: None,
+            failures: 0,
+            retries: service.retries,
+        })
+    }
+
+    /// The target of the next attempt, and the upstream's `host_header` if it has one.
+    pub fn next_target(
+        &mut self,
+    ) -> Result<(&'s Arc<TargetAddr>, Option<&'s HeaderValue>), ProxyError> {
+        let up = match self.to {
+            To::Direct(t) => return Ok((t, None)),
+            To::Upstream(up) => up,
+        };
+        // A previous attempt that neither failed nor was answered (a stale pooled connection,
+        // replayed) is not counted against its target.
+        self.current = None;
+        let tried = &self.tried;
+        let mut pick = up.balancer.pick(self.hash, |i| !tried.contains(i));
+        if pick.is_none() && !self.tried.is_empty() {
+            // Every target failed once and retries remain: start over.
+            self.tried.clear();
+            pick = up.balancer.pick(self.hash, |_| true);
+        }
+        let i = pick.ok_or(ProxyError::NoTargets)?;
+        let target = up.targets.get(i).ok_or(ProxyError::NoTargets)?;
+        self.current = Some((i, up.balancer.start(i), Instant::now()));
+        Ok((target, up.host_header.as_ref()))
+    }
+
+    /// The current attempt could not connect: the next goes to another target. `Err` once the
+    /// service's `retries` are used up.
+    pub fn connect_failed(
+        &mut self,
+        target: &TargetAddr,
+        error: &dyn std::fmt::Display,
+    ) -> Result<(), ProxyError> {
+        if let Some((i, guard, _)) = self.current.take() {
+            self.tried.insert(i);
+            // Dropped unfinished: counted as a failed exchange.
+            drop(guard);
+        }
+        self.failures += 1;
+        tracing::debug!(target = %target.key, error = %error, attempt = self.failures, "upstream connect failed");
+        if self.failures > self.retries {
+            Err(ProxyError::ConnectFailed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The target answered (any status): record the exchange.
+    pub fn answered(&mut self) {
+        if let Some((_, guard, started)) = self.current.take() {
+            guard.finish(started.elapsed());
+        }
+    }
+}
+
+/// A cookie the gateway made up for a client that had none, to set on the response.
+pub struct NewCookie(pub HeaderValue);
+
+/// The consistent-hashing key of a request: `policy.on`, or `policy.fallback` when the request
+/// lacks that input. `None` (no input at all) makes the balancer fall back to round-robin, as
+/// Kong does. A cookie input the request lacks is made up (and returned, to be set).
+pub fn request_hash(
+    policy: &HashPolicy,
+    ctx: &RequestCtx,
+    headers: &HeaderMap,
+    query_string: Option<&str>,
+    captures: Option<&Captures>,
+    consumers: &Consumers,
+) -> (Option<u64>, Option<NewCookie>) {
+    let input = |input: &HashInput| -> Option<u64> {
+        match input {
+            HashInput::Consumer => ctx
+                .consumer
+                .and_then(|c| consumers.get(c))
+                .map(|c| hash_key(c.id.as_bytes())),
+            HashInput::Ip => Some(match ctx.client_ip {
+                std::net::IpAddr::V4(a) => hash_key(&a.octets()),
+                std::net::IpAddr::V6(a) => hash_key(&a.octets()),
+            }),
+            HashInput::Header(name) => {
+                let mut values = headers.get_all(name).iter().peekable();
+                values.peek()?;
+                // Several lines hash as one list, in order.
+                let mut joined = Vec::new();
+                for (n, v) in values.enumerate() {
+                    if n > 0 {
+                        joined.push(b',');
+                    }
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                Some(hash_key(&joined))
+            }
+            HashInput::Cookie { name, .. } => cookie(headers, name).map(|v| hash_key(v.as_bytes())),
+            HashInput::Path => ctx.path.as_ref().map(|p| hash_key(p.as_bytes())),
+            HashInput::QueryArg(name) => {
+                let values = query::values(query_string?, name);
+                (!values.is_empty()).then(|| hash_key(values.join(",").as_bytes()))
+            }
+            HashInput::UriCapture(name) => captures?
+                .named
+                .iter()
+                .find(|(n, _)| n == name)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(_, v)| hash_key(v.as_bytes())),
+        }
+    };
+    if let Some(key) = input(&policy.on) {
+        return (Some(key), None);
+    }
+    if let HashInput::Cookie { name, path } = &policy.on {
+        let value = uuid::Uuid::new_v4().simple().to_string();
+        let cookie = HeaderValue::from_str(&format!("{name}={value}; Path={path}")).ok();
+        return (Some(hash_key(value.as_bytes())), cookie.map(NewCookie));
+    }
+    (policy.fallback.as_ref().and_then(input), None)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tried_targets_beyond_sixty_four() {
+        let mut t = Tried::default();
+        for i in [0, 63, 64, 200] {
+            assert!(!t.contains(i));
+            t.insert(i);
+            assert!(t.contains(i));
+        }
+        t.insert(200);
+        assert_eq!(t.more.len(), 2);
+        t.clear();
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn reads_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; sticky=abc".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(cookie(&h, "sticky"), Some("abc"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}
