@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod auth;
+mod balancing;
 mod cli;
 mod config_errors;
 mod forward_auth;

@@ -1,0 +1,314 @@
+//! Upstream balancing end to end: each algorithm in front of real backends on loopback, counted
+//! by the backends themselves.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use crate::harness::TestGateway;
+use crate::support::client;
+
+/// A backend that counts its requests and answers after an adjustable delay.
+struct Backend {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    async fn start() -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (h, d) = (hits.clone(), delay_ms.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, d) = (h.clone(), d.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req| {
+                        let (h, d) = (h.clone(), d.clone());
+                        async move {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            let ms = d.load(Ordering::SeqCst);
+                            if ms > 0 {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
+                            let body = format!("{{\"backend\":\"{}\"}}", addr.port());
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            addr,
+            hits,
+            delay_ms,
+            task,
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An upstream named `pool` over `backends` with `weights`, `extra` YAML lines for the
+/// upstream, and a route `/` to it.
+fn config(backends: &[&Backend], weights: &[u32], extra: &str) -> String {
+    let targets: String = backends
+        .iter()
+        .zip(weights)
+        .map(|(b, w)| format!("  - {{target: \"{}\", weight: {w}}}\n", b.addr))
+        .collect();
+    format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: pool\n{extra}  targets:\n{targets}services:\n- name: s\n  host: pool\n  port: 80\n  routes: [{{paths: [\"~/(?<user>[a-z]+)?\"]}}]\n"
+    )
+}
+
+async fn send(gw: &TestGateway, n: usize, path: &str, headers: &[(&str, &str)]) {
+    let c = client();
+    for _ in 0..n {
+        let mut req = c.get(gw.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn round_robin_and_random_follow_the_weights() {
+    let b: Vec<Backend> = futures_util::future::join_all((0..3).map(|_| Backend::start())).await;
+    let refs: Vec<&Backend> = b.iter().collect();
+    let gw = TestGateway::start(&config(&refs, &[5, 3, 2], ""));
+    send(&gw, 1000, "/", &[]).await;
+    let hits: Vec<usize> = b.iter().map(Backend::hits).collect();
+    assert_eq!(
+        hits,
+        vec![500, 300, 200],
+        "smooth weighted round-robin is exact per cycle"
+    );
+
+    let b: Vec<Backend> = futures_util::future::join_all((0..3).map(|_| Backend::start())).await;
+    let refs: Vec<&Backend> = b.iter().collect();
+    let gw = TestGateway::start(&config(&refs, &[5, 3, 2], "  algorithm: random\n"));
+    send(&gw, 2000, "/", &[]).await;
+    for (backend, share) in b.iter().zip([0.5, 0.3, 0.2]) {
+        let got = backend.hits() as f64 / 2000.0;
+        assert!((got - share).abs() < 0.05, "random: {got} for {share}");
+    }
+}
+
+#[tokio::test]
+async fn least_connections_and_latency_move_traffic_off_a_slow_target() {
+    for algorithm in ["least-connections", "latency"] {
+        let b: Vec<Backend> =
+            futures_util::future::join_all((0..3).map(|_| Backend::start())).await;
+        b[0].delay_ms.store(50, Ordering::SeqCst);
+        let refs: Vec<&Backend> = b.iter().collect();
+        let gw = TestGateway::start(&config(
+            &refs,
+            &[100, 100, 100],
+            &format!("  algorithm: {algorithm}\n"),
+        ));
+        // 8 clients at once, 40 requests each.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let url = gw.url("/");
+                tokio::spawn(async move {
+                    let c = client();
+                    for _ in 0..40 {
+                        assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let hits: Vec<usize> = b.iter().map(Backend::hits).collect();
+        let total: usize = hits.iter().sum();
+        assert_eq!(total, 320);
+        assert!(
+            hits[0] * 5 < total,
+            "{algorithm}: the slow target got {} of {total} ({hits:?})",
+            hits[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn consistent_hashing_is_sticky_and_falls_back() {
+    let b: Vec<Backend> = futures_util::future::join_all((0..4).map(|_| Backend::start())).await;
+    let refs: Vec<&Backend> = b.iter().collect();
+    let gw = TestGateway::start(&config(
+        &refs,
+        &[100, 100, 100, 100],
+        "  hash_on: header\n  hash_on_header: X-Tenant\n  hash_fallback: query_arg\n  hash_fallback_query_arg: tenant\n",
+    ));
+    let c = client();
+    let mut owners = std::collections::HashMap::new();
+    for tenant in ["acme", "globex", "initech", "umbrella", "hooli", "stark"] {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let body = c
+                .get(gw.url("/"))
+                .header("x-tenant", tenant)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            seen.insert(body);
+        }
+        assert_eq!(seen.len(), 1, "{tenant} moved between targets: {seen:?}");
+        // The fallback input names the same tenant: without the header, the query decides,
+        // with a key of its own (not necessarily the same target), still sticky.
+        let by_query: std::collections::HashSet<String> =
+            futures_util::future::join_all((0..3).map(|_| {
+                let url = gw.url(&format!("/?tenant={tenant}"));
+                let c = c.clone();
+                async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+            }))
+            .await
+            .into_iter()
+            .collect();
+        assert_eq!(by_query.len(), 1, "{tenant} by query moved");
+        owners.insert(tenant, seen.into_iter().next().unwrap());
+    }
+    let distinct: std::collections::HashSet<&String> = owners.values().collect();
+    assert!(
+        distinct.len() > 1,
+        "six tenants all on one target: {owners:?}"
+    );
+}
+
+#[tokio::test]
+async fn cookie_hashing_sets_the_cookie_and_ip_hash_pins_the_client() {
+    let b: Vec<Backend> = futures_util::future::join_all((0..3).map(|_| Backend::start())).await;
+    let refs: Vec<&Backend> = b.iter().collect();
+    let gw = TestGateway::start(&config(
+        &refs,
+        &[100, 100, 100],
+        "  hash_on: cookie\n  hash_on_cookie: sticky\n  hash_on_cookie_path: /app\n",
+    ));
+    let resp = client().get(gw.url("/")).send().await.unwrap();
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set_cookie.starts_with("sticky=") && set_cookie.ends_with("; Path=/app"),
+        "{set_cookie}"
+    );
+    let first = resp.text().await.unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    for _ in 0..10 {
+        let resp = client()
+            .get(gw.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers().get("set-cookie").is_none(),
+            "kept, not set again"
+        );
+        assert_eq!(resp.text().await.unwrap(), first);
+    }
+
+    // ip-hash: every request from 127.0.0.1 goes to one target.
+    let b: Vec<Backend> = futures_util::future::join_all((0..3).map(|_| Backend::start())).await;
+    let refs: Vec<&Backend> = b.iter().collect();
+    let gw = TestGateway::start(&config(&refs, &[100, 100, 100], "  algorithm: ip-hash\n"));
+    send(&gw, 30, "/", &[]).await;
+    let mut hits: Vec<usize> = b.iter().map(Backend::hits).collect();
+    hits.sort();
+    assert_eq!(hits, vec![0, 0, 30]);
+}
+
+#[tokio::test]
+async fn hashing_on_a_route_capture_and_retries_elsewhere() {
+    let b: Vec<Backend> = futures_util::future::join_all((0..3).map(|_| Backend::start())).await;
+    let refs: Vec<&Backend> = b.iter().collect();
+    let gw = TestGateway::start(&config(
+        &refs,
+        &[100, 100, 100],
+        "  hash_on: uri_capture\n  hash_on_uri_capture: user\n",
+    ));
+    for user in ["alice", "bob", "carol"] {
+        let bodies: std::collections::HashSet<String> =
+            futures_util::future::join_all((0..4).map(|_| {
+                let url = gw.url(&format!("/{user}"));
+                async move {
+                    client()
+                        .get(url)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap()
+                }
+            }))
+            .await
+            .into_iter()
+            .collect();
+        assert_eq!(bodies.len(), 1, "{user}");
+    }
+
+    // A dead target among live ones: connect failures are retried on another target, so every
+    // request succeeds whichever target the balancer tries first.
+    let live: Vec<Backend> = futures_util::future::join_all((0..2).map(|_| Backend::start())).await;
+    let dead_port = crate::support::closed_port();
+    let yaml = format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: pool\n  algorithm: least-connections\n  targets:\n  - target: \"127.0.0.1:{dead_port}\"\n  - target: \"{}\"\n  - target: \"{}\"\nservices:\n- name: s\n  host: pool\n  retries: 1\n  routes: [{{paths: [/]}}]\n",
+        live[0].addr, live[1].addr
+    );
+    let gw = TestGateway::start(&yaml);
+    send(&gw, 30, "/", &[]).await;
+    assert_eq!(live[0].hits() + live[1].hits(), 30);
+}
+
+#[test]
+fn balancing_config_errors_name_the_field() {
+    let text = "_format_version: \"3.0\"\nupstreams:\n- name: a\n  algorithm: fastest\n- name: b\n  algorithm: round-robin\n  hash_on: ip\n- name: c\n  hash_on: header\n- name: d\n  hash_on: cookie\n  hash_on_cookie: s\n  hash_fallback: ip\n- name: e\n  algorithm: consistent-hashing\n  hash_on: ip\n  hash_fallback: ip\n- name: f\n  slots: 5\n";
+    let errors = match gatehouse::snapshot::load_str("kong.yml", text) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    for expected in [
+        "upstreams[0].algorithm: expected one of: round-robin, least-connections, consistent-hashing, latency, random, ip-hash (got `fastest`)",
+        "upstreams[1].hash_on: hashing applies to algorithm `consistent-hashing`",
+        "upstreams[2].hash_on_header: required when hash_on is `header`",
+        "upstreams[3].hash_fallback: must be `none` when hash_on is `cookie`",
+        "upstreams[4].hash_fallback: must differ from hash_on",
+        "upstreams[5].slots: value should be between 10 and 65536",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing `{expected}` in:\n{errors}"
+        );
+    }
+}
