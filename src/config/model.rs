@@ -92,10 +92,45 @@ pub struct Service {
     pub read_timeout: u64,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Extension: what else than a connect failure is retried, for idempotent requests without
+    /// a body: `timeout`, `gateway-error` (502, 503, 504), `502`, `503`, `504`.
+    #[serde(default)]
+    pub retry_on: Vec<String>,
+    /// Extension: the share of recent requests retries may add (see `proxy::retry`).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
     #[serde(default)]
     pub created_at: Option<i64>,
     #[serde(default)]
     pub updated_at: Option<i64>,
+}
+
+/// Extension: a service's retry budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    /// Retries may add this many percent to the requests of the last ten seconds.
+    #[serde(default = "default_budget_percent")]
+    pub percent: u32,
+    /// ...plus this many retries per second, however little the traffic.
+    #[serde(default = "default_budget_min")]
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            percent: default_budget_percent(),
+            min_per_second: default_budget_min(),
+        }
+    }
+}
+
+fn default_budget_percent() -> u32 {
+    20
+}
+fn default_budget_min() -> u32 {
+    10
 }
 
 /// Kong `routes` entity.

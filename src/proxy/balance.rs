@@ -9,6 +9,7 @@ use http::HeaderValue;
 use http::header::{self, HeaderMap};
 
 use super::error::ProxyError;
+use super::retry::RetryBudget;
 use crate::balancer::{InFlight, hash_key};
 use crate::consumers::Consumers;
 use crate::plugins::{RequestCtx, query};
@@ -25,6 +26,7 @@ pub struct Attempts<'s> {
     current: Option<(usize, InFlight, Instant)>,
     failures: u32,
     retries: u32,
+    budget: &'s RetryBudget,
 }
 
 enum To<'s> {
@@ -83,6 +85,7 @@ impl<'s> Attempts<'s> {
             current: None,
             failures: 0,
             retries: service.retries,
+            budget: &service.retry_budget,
         })
     }
 
@@ -110,24 +113,33 @@ impl<'s> Attempts<'s> {
         Ok((target, up.host_header.as_ref()))
     }
 
-    /// The current attempt could not connect: the next goes to another target. `Err` once the
-    /// service's `retries` are used up.
-    pub fn connect_failed(
-        &mut self,
-        target: &TargetAddr,
-        error: &dyn std::fmt::Display,
-    ) -> Result<(), ProxyError> {
+    /// The current attempt failed (see [`super::retry`] for which failures are retried): if the
+    /// service's `retries` and its retry budget allow another attempt, record the failure and
+    /// return `true`: the next attempt goes to a target this request has not tried.
+    pub fn retry(&mut self) -> bool {
+        if self.failures >= self.retries || !self.budget.try_retry() {
+            return false;
+        }
+        self.failures += 1;
         if let Some((i, guard, _)) = self.current.take() {
             self.tried.insert(i);
             // Dropped unfinished: counted as a failed exchange.
             drop(guard);
         }
-        self.failures += 1;
-        tracing::debug!(target = %target.key, error = %error, attempt = self.failures, "upstream connect failed");
-        if self.failures > self.retries {
-            Err(ProxyError::ConnectFailed)
-        } else {
+        true
+    }
+
+    /// The current attempt could not connect. `Err` once no retry is allowed.
+    pub fn connect_failed(
+        &mut self,
+        target: &TargetAddr,
+        error: &dyn std::fmt::Display,
+    ) -> Result<(), ProxyError> {
+        tracing::debug!(target = %target.key, error = %error, attempt = self.failures + 1, "upstream connect failed");
+        if self.retry() {
             Ok(())
+        } else {
+            Err(ProxyError::ConnectFailed)
         }
     }
 

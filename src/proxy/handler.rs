@@ -277,6 +277,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         ),
         None => (None, None),
     };
+    service.retry_budget.request();
     let mut attempts = match Attempts::new(&snap, service, hash) {
         Ok(a) => a,
         Err(e) => return finish(chain, &mut ctx, e.into_response()),
@@ -490,7 +491,23 @@ async fn send_lean(
         )
         .await
         {
-            Err(_) | Ok(Err(H1Error::WriteTimeout)) => return Err(ProxyError::UpstreamTimeout),
+            Err(_) | Ok(Err(H1Error::WriteTimeout)) => {
+                if idempotent && service.retry_on.timeout && attempts.retry() {
+                    tracing::debug!(target = %target.key, "upstream timed out; retrying elsewhere");
+                    continue;
+                }
+                return Err(ProxyError::UpstreamTimeout);
+            }
+            Ok(Ok((head, body)))
+                if idempotent
+                    && service.retry_on.status(head.status.as_u16())
+                    && attempts.retry() =>
+            {
+                // The answer is dropped unread, and its connection with it.
+                tracing::debug!(target = %target.key, status = head.status.as_u16(), "retrying elsewhere");
+                drop((body, lease));
+                continue;
+            }
             Ok(Ok((head, body))) => {
                 attempts.answered();
                 let body = UpstreamBody::lean(body, lease, service.read_timeout);

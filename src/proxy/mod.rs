@@ -8,6 +8,7 @@ pub mod h1_client;
 pub mod handler;
 pub mod path;
 pub mod pool;
+pub mod retry;
 pub mod server;
 
 pub use server::{Gateway, ServerConfig};

@@ -17,6 +17,7 @@ use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::consumers::Consumers;
 use crate::plugins::{BuildContext, PluginInstance, PluginScopeKey, resolve_chain};
 use crate::proxy::path::PathHandling;
+use crate::proxy::retry::{RetryBudget, RetryOn};
 use crate::router::{RouteSpec, RouterBuilder};
 
 /// Largest timeout Kong accepts (ms).
@@ -500,9 +501,23 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
             None => ServiceTarget::Direct(Arc::new(target_addr(h, port))),
         },
     };
+    let retry_on = RetryOn::parse(&s.retry_on).unwrap_or_else(|list| {
+        for (i, message) in list {
+            errors.push(format!("{path}.retry_on[{i}]"), message);
+        }
+        RetryOn::default()
+    });
+    if s.retry_budget.percent > 1000 {
+        errors.push(
+            format!("{path}.retry_budget.percent"),
+            "value should be between 0 and 1000",
+        );
+    }
     ServiceRt {
         name: s.name.clone(),
         target,
+        retry_on,
+        retry_budget: RetryBudget::new(s.retry_budget.percent, s.retry_budget.min_per_second),
         path: svc_path,
         connect_timeout: Duration::from_millis(s.connect_timeout),
         write_timeout: Duration::from_millis(s.write_timeout),

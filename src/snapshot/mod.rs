@@ -17,6 +17,7 @@ use crate::config::ConfigDoc;
 use crate::consumers::Consumers;
 use crate::plugins::{Chain, PluginInstance, PluginScopeKey};
 use crate::proxy::path::PathHandling;
+use crate::proxy::retry::{RetryBudget, RetryOn};
 use crate::router::Router;
 
 pub use compile::compile;
@@ -108,6 +109,10 @@ pub struct ServiceRt {
     pub write_timeout: Duration,
     pub read_timeout: Duration,
     pub retries: u32,
+    /// What is retried besides connect failures.
+    pub retry_on: RetryOn,
+    /// Shared by every request to the service, on every worker.
+    pub retry_budget: RetryBudget,
 }
 
 /// An upstream: its targets and the balancer that picks among them.

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ struct Backend {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -30,16 +31,17 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (h, d) = (hits.clone(), delay_ms.clone());
+        let status = Arc::new(AtomicU16::new(200));
+        let (h, d, st) = (hits.clone(), delay_ms.clone(), status.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (h, d) = (h.clone(), d.clone());
+                let (h, d, st) = (h.clone(), d.clone(), st.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |_req| {
-                        let (h, d) = (h.clone(), d.clone());
+                        let (h, d, st) = (h.clone(), d.clone(), st.clone());
                         async move {
                             h.fetch_add(1, Ordering::SeqCst);
                             let ms = d.load(Ordering::SeqCst);
@@ -47,7 +49,11 @@ impl Backend {
                                 tokio::time::sleep(Duration::from_millis(ms)).await;
                             }
                             let body = format!("{{\"backend\":\"{}\"}}", addr.port());
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                            *resp.status_mut() =
+                                hyper::StatusCode::from_u16(st.load(Ordering::SeqCst))
+                                    .unwrap_or(hyper::StatusCode::OK);
+                            Ok::<_, Infallible>(resp)
                         }
                     });
                     let _ = http1::Builder::new()
@@ -60,6 +66,7 @@ impl Backend {
             addr,
             hits,
             delay_ms,
+            status,
             task,
         }
     }
@@ -311,4 +318,115 @@ fn balancing_config_errors_name_the_field() {
             "missing `{expected}` in:\n{errors}"
         );
     }
+}
+
+/// A service with `retry_on` and `retry_budget` in front of `backends`.
+fn retry_config(backends: &[&Backend], service_extra: &str) -> String {
+    let targets: String = backends
+        .iter()
+        .map(|b| format!("  - {{target: \"{}\"}}\n", b.addr))
+        .collect();
+    format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: pool\n  targets:\n{targets}services:\n- name: s\n  host: pool\n{service_extra}  routes: [{{paths: [/]}}]\n"
+    )
+}
+
+#[tokio::test]
+async fn gateway_errors_and_timeouts_are_retried_elsewhere_when_asked() {
+    let b: Vec<Backend> = futures_util::future::join_all((0..2).map(|_| Backend::start())).await;
+    b[0].status.store(503, Ordering::SeqCst);
+    let refs: Vec<&Backend> = b.iter().collect();
+
+    // Without retry_on, the 503s reach the client.
+    let gw = TestGateway::start(&retry_config(&refs, ""));
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            client()
+                .get(gw.url("/"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        5,
+        "{statuses:?}"
+    );
+
+    // With it, every GET succeeds; a POST is not retried.
+    let gw = TestGateway::start(&retry_config(
+        &refs,
+        "  retry_on: [gateway-error, timeout]\n",
+    ));
+    for _ in 0..10 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    let mut post_503 = 0;
+    for _ in 0..10 {
+        if client()
+            .post(gw.url("/"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 503
+        {
+            post_503 += 1;
+        }
+    }
+    assert!(post_503 > 0, "a POST is never retried");
+
+    // A target slower than read_timeout: the GET goes to the other one after the timeout.
+    b[0].status.store(200, Ordering::SeqCst);
+    b[0].delay_ms.store(2_000, Ordering::SeqCst);
+    let gw = TestGateway::start(&retry_config(
+        &refs,
+        "  read_timeout: 300\n  retry_on: [timeout]\n",
+    ));
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_retry_budget_bounds_retries() {
+    let b: Vec<Backend> = futures_util::future::join_all((0..2).map(|_| Backend::start())).await;
+    for backend in &b {
+        backend.status.store(503, Ordering::SeqCst);
+    }
+    let refs: Vec<&Backend> = b.iter().collect();
+    // No share of traffic, one retry per second: at most 10 retries in the 10 s window.
+    let gw = TestGateway::start(&retry_config(
+        &refs,
+        "  retries: 5\n  retry_on: [gateway-error]\n  retry_budget: {percent: 0, min_per_second: 1}\n",
+    ));
+    for _ in 0..40 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            503
+        );
+    }
+    let hits: usize = b.iter().map(Backend::hits).sum();
+    assert_eq!(
+        hits,
+        40 + 10,
+        "40 requests and the 10 retries the budget allowed"
+    );
 }
