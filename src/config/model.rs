@@ -230,6 +230,9 @@ pub struct Upstream {
     pub slots: u32,
     #[serde(default)]
     pub host_header: Option<String>,
+    /// Extension: request limit and failure-ratio breaker (see `proxy::breaker`).
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Kong's health-check block; only the disabled form is accepted until health checks exist.
     #[serde(default)]
     pub healthchecks: Option<Value>,
@@ -247,6 +250,40 @@ fn default_hash_none() -> String {
 }
 fn default_slots() -> u32 {
     10_000
+}
+
+/// Extension: an upstream's circuit breaker. Times in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    #[serde(default)]
+    pub max_requests: u32,
+    #[serde(default = "default_failure_ratio")]
+    pub failure_ratio: f64,
+    #[serde(default = "default_breaker_min_requests")]
+    pub min_requests: u32,
+    #[serde(default = "default_breaker_window")]
+    pub window: u64,
+    #[serde(default = "default_breaker_open_for")]
+    pub open_for: f64,
+    #[serde(default = "default_half_open_requests")]
+    pub half_open_requests: u32,
+}
+
+fn default_failure_ratio() -> f64 {
+    0.5
+}
+fn default_breaker_min_requests() -> u32 {
+    20
+}
+fn default_breaker_window() -> u64 {
+    10
+}
+fn default_breaker_open_for() -> f64 {
+    10.0
+}
+fn default_half_open_requests() -> u32 {
+    1
 }
 
 /// Kong `targets` entity.

@@ -33,6 +33,10 @@ pub enum ProxyError {
     NoService,
     /// The service's upstream has no usable target.
     NoTargets,
+    /// The upstream's circuit breaker is open.
+    CircuitOpen,
+    /// The upstream has `circuit_breaker.max_requests` requests in flight already.
+    Overloaded,
     /// Connecting to the upstream failed (after retries).
     ConnectFailed,
     /// The upstream did not answer within `read_timeout`.
@@ -60,6 +64,7 @@ impl ProxyError {
             | ProxyError::BodyTimeout
             | ProxyError::BadBody => Blame::Client,
             ProxyError::NoService | ProxyError::NoTargets => Blame::Gateway,
+            ProxyError::CircuitOpen | ProxyError::Overloaded => Blame::Upstream,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamTimeout
             | ProxyError::UpstreamBroken => Blame::Upstream,
@@ -78,7 +83,10 @@ impl ProxyError {
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HttpsRequired => StatusCode::UPGRADE_REQUIRED,
-            ProxyError::NoService | ProxyError::NoTargets => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoService
+            | ProxyError::NoTargets
+            | ProxyError::CircuitOpen
+            | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed | ProxyError::UpstreamBroken => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -96,6 +104,8 @@ impl ProxyError {
             ProxyError::HttpsRequired => "Please use HTTPS protocol".into(),
             ProxyError::NoService => "no Service found with those values".into(),
             ProxyError::NoTargets => "failure to get a peer from the ring-balancer".into(),
+            ProxyError::CircuitOpen => "The upstream is failing: circuit breaker open".into(),
+            ProxyError::Overloaded => "The upstream has too many requests in flight".into(),
             ProxyError::ConnectFailed | ProxyError::UpstreamBroken => {
                 "An invalid response was received from the upstream server".into()
             }

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use super::balance::{Attempts, NewCookie, request_hash};
 use super::body::{ProxyBody, RequestBody, UpstreamBody, read_limited};
+use super::breaker::Refused;
 use super::client_ip::{RealIpConfig, client_ip};
 use super::error::ProxyError;
 use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
@@ -277,6 +278,20 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         ),
         None => (None, None),
     };
+    // An open breaker or a full upstream answers at once, before any attempt.
+    let admitted = match upstream_of(&snap, service).and_then(|u| u.breaker.as_ref()) {
+        None => None,
+        Some(breaker) => match breaker.admit() {
+            Ok(a) => Some(a),
+            Err(refused) => {
+                let e = match refused {
+                    Refused::Open => ProxyError::CircuitOpen,
+                    Refused::Overloaded => ProxyError::Overloaded,
+                };
+                return finish(chain, &mut ctx, e.into_response());
+            }
+        },
+    };
     service.retry_budget.request();
     let mut attempts = match Attempts::new(&snap, service, hash) {
         Ok(a) => a,
@@ -292,6 +307,13 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
                 Response::from_parts(head, ProxyBody::Upstream(body))
             }),
     };
+    if let Some(admitted) = admitted {
+        let failed = match &sent {
+            Ok(resp) => resp.status().is_server_error(),
+            Err(_) => true,
+        };
+        admitted.done(failed);
+    }
     match sent {
         Ok(resp) => {
             let (mut head, body) = resp.into_parts();

@@ -1,6 +1,7 @@
 //! The data plane: accept, route, run plugins, forward upstream, stream back.
 pub mod balance;
 pub mod body;
+pub mod breaker;
 pub mod client_ip;
 pub mod error;
 pub mod forward;

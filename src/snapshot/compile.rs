@@ -12,10 +12,11 @@ use super::{
     HashInput, HashPolicy, RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt,
 };
 use crate::balancer::{Algorithm, Balancer};
-use crate::config::model::{Route, Service, Target, Upstream};
+use crate::config::model::{CircuitBreakerConfig, Route, Service, Target, Upstream};
 use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::consumers::Consumers;
 use crate::plugins::{BuildContext, PluginInstance, PluginScopeKey, resolve_chain};
+use crate::proxy::breaker::{Breaker, BreakerSettings};
 use crate::proxy::path::PathHandling;
 use crate::proxy::retry::{RetryBudget, RetryOn};
 use crate::router::{RouteSpec, RouterBuilder};
@@ -646,7 +647,40 @@ fn compile_upstream(
             u.slots,
         ),
         hash,
+        breaker: u
+            .circuit_breaker
+            .as_ref()
+            .map(|c| compile_breaker(errors, path, c)),
     }
+}
+
+fn compile_breaker(errors: &mut Errors<'_>, path: &str, c: &CircuitBreakerConfig) -> Breaker {
+    if !(0.0..=1.0).contains(&c.failure_ratio) {
+        errors.push(
+            format!("{path}.circuit_breaker.failure_ratio"),
+            "value should be between 0 and 1 (0: never open)",
+        );
+    }
+    if !(1..=60).contains(&c.window) {
+        errors.push(
+            format!("{path}.circuit_breaker.window"),
+            "value should be between 1 and 60 (seconds)",
+        );
+    }
+    if !(0.0..=86_400.0).contains(&c.open_for) {
+        errors.push(
+            format!("{path}.circuit_breaker.open_for"),
+            "value should be between 0 and 86400 (seconds)",
+        );
+    }
+    Breaker::new(BreakerSettings {
+        max_requests: c.max_requests,
+        failure_ratio: c.failure_ratio,
+        min_requests: c.min_requests,
+        window: Duration::from_secs(c.window),
+        open_for: Duration::from_secs_f64(c.open_for.clamp(0.0, 86_400.0)),
+        half_open_requests: c.half_open_requests,
+    })
 }
 
 /// The balancing algorithm: Kong's names, `random`, and the founding document's `ip-hash` (an

@@ -16,6 +16,7 @@ use crate::balancer::Balancer;
 use crate::config::ConfigDoc;
 use crate::consumers::Consumers;
 use crate::plugins::{Chain, PluginInstance, PluginScopeKey};
+use crate::proxy::breaker::Breaker;
 use crate::proxy::path::PathHandling;
 use crate::proxy::retry::{RetryBudget, RetryOn};
 use crate::router::Router;
@@ -124,6 +125,7 @@ pub struct UpstreamRt {
     pub balancer: Balancer,
     /// For `consistent-hashing`: what the request's hash key is made of.
     pub hash: Option<HashPolicy>,
+    pub breaker: Option<Breaker>,
 }
 
 /// One input of a consistent-hashing key (Kong's `hash_on` / `hash_fallback`).

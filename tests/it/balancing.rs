@@ -430,3 +430,63 @@ async fn the_retry_budget_bounds_retries() {
         "40 requests and the 10 retries the budget allowed"
     );
 }
+
+#[tokio::test]
+async fn the_circuit_breaker_opens_refuses_and_closes_after_a_probe() {
+    let b = Backend::start().await;
+    b.status.store(500, Ordering::SeqCst);
+    let gw = TestGateway::start(&config(
+        &[&b],
+        &[100],
+        "  circuit_breaker: {failure_ratio: 0.5, min_requests: 5, window: 10, open_for: 0.3}\n",
+    ));
+    for _ in 0..5 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            500
+        );
+    }
+    // Open: answered at once, the backend is not asked.
+    let resp = client().get(gw.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "The upstream is failing: circuit breaker open"
+    );
+    assert_eq!(b.hits(), 5);
+    // After the pause one probe goes through; the backend has recovered, so it closes.
+    b.status.store(200, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            client().get(gw.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(b.hits(), 10);
+}
+
+#[tokio::test]
+async fn the_request_limit_refuses_the_excess_at_once() {
+    let b = Backend::start().await;
+    b.delay_ms.store(400, Ordering::SeqCst);
+    let gw = TestGateway::start(&config(
+        &[&b],
+        &[100],
+        "  circuit_breaker: {max_requests: 2, failure_ratio: 0}\n",
+    ));
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let url = gw.url("/");
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 503, 503, 503]);
+    assert_eq!(b.hits(), 2);
+}
