@@ -436,3 +436,20 @@ async fn report_has_kongs_shape() {
     // Same target under another upstream: separate state.
     assert!(off.target(1).unwrap().is_healthy());
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    let doc = include_str!("../../docs/health-checks.md");
+    let yaml = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block");
+    let config = gatehouse::config::load_str("health-checks.md", yaml).unwrap();
+    let hc = config.upstreams[0].item.healthchecks.clone().unwrap();
+    let hc = Healthchecks::parse(&hc).unwrap();
+    assert!(hc.active_enabled() && hc.passive_enabled() && hc.active_recovers());
+    assert_eq!(hc.active.http_path, "/healthz");
+    assert_eq!(hc.passive.unhealthy.http_statuses, [500, 502, 503, 504]);
+    assert_eq!(config.targets.len(), 3);
+}
