@@ -453,3 +453,34 @@ fn the_documented_example_is_valid() {
     assert_eq!(hc.passive.unhealthy.http_statuses, [500, 502, 503, 504]);
     assert_eq!(config.targets.len(), 3);
 }
+
+#[tokio::test]
+async fn concurrency_bounds_probes_in_flight() {
+    let hanging = [
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    ];
+    let addrs: Vec<SocketAddr> = hanging.iter().map(Upstream::addr).collect();
+    let hc = checks(json!({"active": {
+        "http_path": "/hang", "timeout": 0.2, "concurrency": 1,
+        "healthy": {"interval": 0.1},
+        "unhealthy": {"timeouts": 1}
+    }}));
+    let reg = HealthRegistry::new();
+    let up = bind(&reg, &hc, &addrs);
+    let checker = ActiveChecker::start(vec![up.clone()]).unwrap();
+    // One probe at a time: the third target times out 0.1 + 3 × 0.2 s after the start.
+    let took = within(Duration::from_millis(700) + SLACK, "all UNHEALTHY", || {
+        (0..3).all(|i| !healthy(&up, i))
+    })
+    .await;
+    assert!(
+        took >= Duration::from_millis(650),
+        "probes overlapped: {took:?}"
+    );
+    checker.stop();
+    for h in hanging {
+        h.stop().await;
+    }
+}
