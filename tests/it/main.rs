@@ -9,6 +9,7 @@ mod config_errors;
 mod forward_auth;
 mod hardening;
 mod harness;
+mod health;
 mod hmac_auth;
 mod jwks;
 mod jwt;

@@ -597,3 +597,22 @@ async fn closed_port_refuses_connections() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
 }
+
+#[tokio::test]
+async fn restarts_on_the_same_port() {
+    let upstream = within(Upstream::start()).await;
+    let addr = upstream.addr();
+    // A served keep-alive connection leaves a closed socket behind on stop.
+    let resp = within(client().get(url(&upstream, "/")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    within(upstream.stop()).await;
+    let refused = within(TcpStream::connect(addr)).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    let again = within(Upstream::start_on(addr)).await;
+    assert_eq!(again.addr(), addr);
+    let resp = within(client().get(url(&again, "/")).send()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    within(again.stop()).await;
+}

@@ -167,9 +167,16 @@ pub struct Upstream {
 impl Upstream {
     /// Binds `127.0.0.1:0` and starts serving on a background tokio task.
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Upstream::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Binds `addr` and starts serving: with the address of an upstream that was
+    /// [`stop`](Upstream::stop)ped, this restarts it on the same port (tokio binds with
+    /// `SO_REUSEADDR`, so connections it closed in `TIME_WAIT` do not block the port).
+    pub async fn start_on(addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("upstream: bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("upstream: bind {addr}: {e}"));
         let addr = listener.local_addr().expect("upstream: local_addr");
         let state = Arc::new(State {
             port: addr.port(),
