@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gatehouse::config;
+use gatehouse::health::HealthRegistry;
 use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
 use gatehouse::proxy::pool::PoolSettings;
 use gatehouse::proxy::{Gateway, ServerConfig};
@@ -149,10 +150,18 @@ fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config:
     gatehouse::snapshot::load_file(path)
 }
 
+/// [`load`], keeping the health of upstream targets in `health` across reloads.
+fn load_with(
+    path: &std::path::Path,
+    health: &HealthRegistry,
+) -> Result<gatehouse::snapshot::Snapshot, config::ConfigErrors> {
+    gatehouse::snapshot::load_file_with(path, health)
+}
+
 /// SIGHUP: read and compile the file again, off the request path; swap it in only if it is valid.
 /// Requests in flight finish on the configuration they started with.
-fn reload(gateway: &Gateway, path: &std::path::Path) {
-    match load(path) {
+fn reload(gateway: &Gateway, path: &std::path::Path, health: &HealthRegistry) {
+    match load_with(path, health) {
         Ok(snapshot) => {
             let routes = snapshot.routes.len();
             gateway.swap(snapshot);
@@ -182,7 +191,8 @@ fn init_logging() {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let snapshot = load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let health = HealthRegistry::new();
+    let snapshot = load_with(&args.config, &health).map_err(|e| anyhow::anyhow!("{e}"))?;
     let trusted = TrustedProxies::parse(&args.trusted_ips).context("--trusted-ips")?;
     let header =
         http::HeaderName::from_bytes(args.real_ip_header.as_bytes()).context("--real-ip-header")?;
@@ -233,7 +243,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&gateway, &args.config),
+                _ = hup.recv() => reload(&gateway, &args.config, &health),
             }
         }
     });

@@ -12,6 +12,7 @@ use super::error::ProxyError;
 use super::retry::RetryBudget;
 use crate::balancer::{InFlight, hash_key};
 use crate::consumers::Consumers;
+use crate::health::Outcome;
 use crate::plugins::{RequestCtx, query};
 use crate::router::Captures;
 use crate::snapshot::UpstreamRt;
@@ -100,12 +101,15 @@ impl<'s> Attempts<'s> {
         // A previous attempt that neither failed nor was answered (a stale pooled connection,
         // replayed) is not counted against its target.
         self.current = None;
+        let healthy = |i: usize| up.health.target(i).is_none_or(|t| t.is_healthy());
         let tried = &self.tried;
-        let mut pick = up.balancer.pick(self.hash, |i| !tried.contains(i));
+        let mut pick = up
+            .balancer
+            .pick(self.hash, |i| !tried.contains(i) && healthy(i));
         if pick.is_none() && !self.tried.is_empty() {
-            // Every target failed once and retries remain: start over.
+            // Every healthy target failed once and retries remain: start over.
             self.tried.clear();
-            pick = up.balancer.pick(self.hash, |_| true);
+            pick = up.balancer.pick(self.hash, healthy);
         }
         let i = pick.ok_or(ProxyError::NoTargets)?;
         let target = up.targets.get(i).ok_or(ProxyError::NoTargets)?;
@@ -129,13 +133,29 @@ impl<'s> Attempts<'s> {
         true
     }
 
-    /// The current attempt could not connect. `Err` once no retry is allowed.
+    /// Tell the current target's health (passive checks) how the attempt went.
+    pub fn report(&self, outcome: Outcome) {
+        if let (To::Upstream(up), Some((i, _, _))) = (&self.to, &self.current)
+            && let Some(t) = up.health.target(*i)
+        {
+            t.report_passive(outcome);
+        }
+    }
+
+    /// The current attempt could not connect (`timed_out`: within `connect_timeout`). `Err`
+    /// once no retry is allowed.
     pub fn connect_failed(
         &mut self,
         target: &TargetAddr,
         error: &dyn std::fmt::Display,
+        timed_out: bool,
     ) -> Result<(), ProxyError> {
         tracing::debug!(target = %target.key, error = %error, attempt = self.failures + 1, "upstream connect failed");
+        self.report(if timed_out {
+            Outcome::Timeout
+        } else {
+            Outcome::ConnectFailure
+        });
         if self.retry() {
             Ok(())
         } else {
@@ -143,8 +163,9 @@ impl<'s> Attempts<'s> {
         }
     }
 
-    /// The target answered (any status): record the exchange.
-    pub fn answered(&mut self) {
+    /// The target answered with `status`: record the exchange.
+    pub fn answered(&mut self, status: u16) {
+        self.report(Outcome::Status(status));
         if let Some((_, guard, started)) = self.current.take() {
             guard.finish(started.elapsed());
         }

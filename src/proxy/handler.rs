@@ -22,6 +22,7 @@ use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
+use crate::health::Outcome;
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
 use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt};
@@ -493,7 +494,8 @@ async fn send_lean(
             match pool::checkout_h1(!replayed, target, service.connect_timeout, settings).await {
                 Ok(p) => p,
                 Err(e) => {
-                    attempts.connect_failed(target, &e)?;
+                    let timed_out = matches!(e, pool::ConnectError::Timeout);
+                    attempts.connect_failed(target, &e, timed_out)?;
                     continue;
                 }
             };
@@ -514,6 +516,7 @@ async fn send_lean(
         .await
         {
             Err(_) | Ok(Err(H1Error::WriteTimeout)) => {
+                attempts.report(Outcome::Timeout);
                 if idempotent && service.retry_on.timeout && attempts.retry() {
                     tracing::debug!(target = %target.key, "upstream timed out; retrying elsewhere");
                     continue;
@@ -521,9 +524,10 @@ async fn send_lean(
                 return Err(ProxyError::UpstreamTimeout);
             }
             Ok(Ok((head, body)))
-                if idempotent
-                    && service.retry_on.status(head.status.as_u16())
-                    && attempts.retry() =>
+                if idempotent && service.retry_on.status(head.status.as_u16()) && {
+                    attempts.report(Outcome::Status(head.status.as_u16()));
+                    attempts.retry()
+                } =>
             {
                 // The answer is dropped unread, and its connection with it.
                 tracing::debug!(target = %target.key, status = head.status.as_u16(), "retrying elsewhere");
@@ -531,7 +535,7 @@ async fn send_lean(
                 continue;
             }
             Ok(Ok((head, body))) => {
-                attempts.answered();
+                attempts.answered(head.status.as_u16());
                 let body = UpstreamBody::lean(body, lease, service.read_timeout);
                 return Ok(Response::from_parts(head, ProxyBody::Upstream(body)));
             }
@@ -543,6 +547,7 @@ async fn send_lean(
             }
             Ok(Err(e)) => {
                 tracing::debug!(target = %target.key, error = %e, "upstream request failed");
+                attempts.report(Outcome::ConnectFailure);
                 return Err(ProxyError::UpstreamBroken);
             }
         }
@@ -568,7 +573,8 @@ async fn send_upstream(
             None => match pool::connect(target, service.connect_timeout, settings).await {
                 Ok(c) => c,
                 Err(e) => {
-                    attempts.connect_failed(target, &e)?;
+                    let timed_out = matches!(e, pool::ConnectError::Timeout);
+                    attempts.connect_failed(target, &e, timed_out)?;
                     continue;
                 }
             },
@@ -581,9 +587,12 @@ async fn send_upstream(
                 .insert(header::HOST, host_for(target, host_header));
         }
         match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
-            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Err(_) => {
+                attempts.report(Outcome::Timeout);
+                return Err(ProxyError::UpstreamTimeout);
+            }
             Ok(Ok(resp)) => {
-                attempts.answered();
+                attempts.answered(resp.status().as_u16());
                 conn.request_sent = Some(request_sent);
                 return Ok((resp, conn));
             }
@@ -591,12 +600,13 @@ async fn send_upstream(
                 // Not sent: the pooled connection had been closed by the upstream meanwhile.
                 Some(req) => {
                     if !conn.reused {
-                        attempts.connect_failed(target, e.error())?;
+                        attempts.connect_failed(target, e.error(), false)?;
                     }
                     pending = Some(req);
                 }
                 None => {
                     tracing::debug!(target = %target.key, error = %e.error(), "upstream request failed");
+                    attempts.report(Outcome::ConnectFailure);
                     return Err(ProxyError::UpstreamBroken);
                 }
             },

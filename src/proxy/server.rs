@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+
+use crate::health::ActiveChecker;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -61,6 +63,17 @@ pub struct Gateway {
     proxy_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Active health checks of the current configuration's upstreams, off the request path.
+    checker: ActiveChecker,
+}
+
+/// The health of every upstream of a snapshot, for the active checker.
+fn upstream_health(snapshot: &Snapshot) -> Vec<Arc<crate::health::UpstreamHealth>> {
+    snapshot
+        .upstreams
+        .iter()
+        .map(|u| u.health.clone())
+        .collect()
 }
 
 fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -100,6 +113,9 @@ impl Gateway {
         for _ in 1..workers {
             listeners.push(bind_reuseport(proxy_addr)?);
         }
+        let checker = ActiveChecker::start(upstream_health(&snapshot)).map_err(|e| match e {
+            crate::health::StartError::Thread(io) => io,
+        })?;
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             real_ip: config.real_ip,
@@ -143,6 +159,7 @@ impl Gateway {
             proxy_addr,
             shutdown,
             workers: handles,
+            checker,
         })
     }
 
@@ -153,6 +170,7 @@ impl Gateway {
 
     /// Replace the configuration; requests in flight finish on the one they started with.
     pub fn swap(&self, snapshot: Snapshot) {
+        self.checker.update(upstream_health(&snapshot));
         self.shared.snapshot.store(Arc::new(snapshot));
     }
 
@@ -162,6 +180,7 @@ impl Gateway {
         for w in self.workers {
             let _ = w.join();
         }
+        self.checker.stop();
     }
 }
 

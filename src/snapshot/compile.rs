@@ -15,6 +15,7 @@ use crate::balancer::{Algorithm, Balancer};
 use crate::config::model::{CircuitBreakerConfig, Route, Service, Target, Upstream};
 use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::consumers::Consumers;
+use crate::health::{HealthRegistry, Healthchecks};
 use crate::plugins::{BuildContext, PluginInstance, PluginScopeKey, resolve_chain};
 use crate::proxy::breaker::{Breaker, BreakerSettings};
 use crate::proxy::path::PathHandling;
@@ -55,6 +56,12 @@ impl Errors<'_> {
 
 /// Compile a document into a snapshot, or return every problem found.
 pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
+    compile_with(doc, &HealthRegistry::new())
+}
+
+/// [`compile`], with the upstreams' target health kept in `health` (so a reload keeps the
+/// health of targets that did not change).
+pub fn compile_with(doc: ConfigDoc, health: &HealthRegistry) -> Result<Snapshot, Vec<ConfigError>> {
     let mut errors = Errors {
         locator: &doc.locator,
         list: Vec::new(),
@@ -122,7 +129,7 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, u)| compile_upstream(&mut errors, &u.path, &u.item, &doc, i))
+        .map(|(i, u)| compile_upstream(&mut errors, &u.path, &u.item, &doc, i, health))
         .collect();
 
     let services: Vec<ServiceRt> = doc
@@ -574,6 +581,7 @@ fn compile_upstream(
     u: &Upstream,
     doc: &ConfigDoc,
     index: usize,
+    health: &HealthRegistry,
 ) -> UpstreamRt {
     if u.name.is_empty()
         || u.name.contains(':')
@@ -599,14 +607,21 @@ fn compile_upstream(
         }
         None
     };
-    if let Some(hc) = &u.healthchecks
-        && let Some(field) = enabled_healthcheck(hc)
-    {
-        errors.push(
-            format!("{path}.healthchecks.{field}"),
-            "health checks are not supported by this version of Gatehouse; only the disabled defaults (0) are accepted",
-        );
-    }
+    let checks =
+        match Healthchecks::parse(u.healthchecks.as_ref().unwrap_or(&serde_json::Value::Null)) {
+            Ok(c) => c,
+            Err(list) => {
+                for (field, message) in list {
+                    let at = if field.is_empty() {
+                        format!("{path}.healthchecks")
+                    } else {
+                        format!("{path}.healthchecks.{field}")
+                    };
+                    errors.push(at, message);
+                }
+                Healthchecks::default()
+            }
+        };
     let host_header = u
         .host_header
         .as_deref()
@@ -637,10 +652,20 @@ fn compile_upstream(
             targets.push(Arc::new(addr));
         }
     }
+    let health = health.bind(
+        &u.name,
+        Arc::new(checks),
+        host_header.clone(),
+        targets
+            .iter()
+            .cloned()
+            .zip(weighted.iter().map(|(_, w)| *w)),
+    );
     UpstreamRt {
         name: u.name.clone(),
         targets,
         host_header,
+        health,
         balancer: Balancer::new(
             algorithm.unwrap_or(Algorithm::RoundRobin),
             &weighted,
@@ -863,33 +888,6 @@ fn compile_target(errors: &mut Errors<'_>, path: &str, t: &Target) -> Option<Tar
             None
         }
     }
-}
-
-/// The first health-check counter or interval that is switched on, as a field path.
-fn enabled_healthcheck(hc: &serde_json::Value) -> Option<String> {
-    fn walk(v: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    path.push(k.clone());
-                    let numeric_switch = matches!(
-                        k.as_str(),
-                        "interval" | "successes" | "http_failures" | "tcp_failures" | "timeouts"
-                    );
-                    if numeric_switch && v.as_f64().is_some_and(|n| n > 0.0) {
-                        return Some(path.join("."));
-                    }
-                    if let Some(found) = walk(v, path) {
-                        return Some(found);
-                    }
-                    path.pop();
-                }
-                None
-            }
-            _ => None,
-        }
-    }
-    walk(hc, &mut Vec::new())
 }
 
 #[cfg(test)]

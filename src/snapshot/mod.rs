@@ -15,23 +15,34 @@ use http::{HeaderValue, StatusCode};
 use crate::balancer::Balancer;
 use crate::config::ConfigDoc;
 use crate::consumers::Consumers;
+use crate::health::{HealthRegistry, UpstreamHealth};
 use crate::plugins::{Chain, PluginInstance, PluginScopeKey};
 use crate::proxy::breaker::Breaker;
 use crate::proxy::path::PathHandling;
 use crate::proxy::retry::{RetryBudget, RetryOn};
 use crate::router::Router;
 
-pub use compile::compile;
 pub(crate) use compile::target_addr;
+pub use compile::{compile, compile_with};
 
 use crate::config::{ConfigErrors, decode, read_file, source};
 
 /// Parse, decode and compile declarative text in one go, reporting the errors of every stage
 /// together (semantic errors of the entities that did decode are found even when others did not).
 pub fn load_str(name: &str, text: &str) -> Result<Snapshot, ConfigErrors> {
+    load_str_with(name, text, &HealthRegistry::new())
+}
+
+/// [`load_str`], with the health state of upstream targets kept in `health` (the registry a
+/// running gateway keeps across reloads).
+pub fn load_str_with(
+    name: &str,
+    text: &str,
+    health: &HealthRegistry,
+) -> Result<Snapshot, ConfigErrors> {
     let src = source::parse(name, text).map_err(|e| ConfigErrors(vec![e]))?;
     let (doc, mut errors) = decode::decode(src);
-    match compile(doc) {
+    match compile_with(doc, health) {
         Ok(snapshot) if errors.is_empty() => return Ok(snapshot),
         Ok(_) => {}
         Err(more) => errors.extend(more),
@@ -44,6 +55,14 @@ pub fn load_str(name: &str, text: &str) -> Result<Snapshot, ConfigErrors> {
 /// [`load_str`] on a file.
 pub fn load_file(path: &std::path::Path) -> Result<Snapshot, ConfigErrors> {
     load_str(&path.display().to_string(), &read_file(path)?)
+}
+
+/// [`load_str_with`] on a file.
+pub fn load_file_with(
+    path: &std::path::Path,
+    health: &HealthRegistry,
+) -> Result<Snapshot, ConfigErrors> {
+    load_str_with(&path.display().to_string(), &read_file(path)?, health)
 }
 
 /// One compiled configuration.
@@ -126,6 +145,8 @@ pub struct UpstreamRt {
     /// For `consistent-hashing`: what the request's hash key is made of.
     pub hash: Option<HashPolicy>,
     pub breaker: Option<Breaker>,
+    /// Health of each target (same indices as `targets`), kept across reloads.
+    pub health: Arc<UpstreamHealth>,
 }
 
 /// One input of a consistent-hashing key (Kong's `hash_on` / `hash_fallback`).

@@ -484,3 +484,87 @@ async fn concurrency_bounds_probes_in_flight() {
         h.stop().await;
     }
 }
+
+/// Through the gateway: a stopped target is ejected by the active checks and the traffic goes
+/// to the others (no retries needed); with every target down, the answer is an immediate 503;
+/// a target back up is admitted again.
+#[tokio::test]
+async fn the_gateway_routes_around_unhealthy_targets() {
+    let mut ups = Vec::new();
+    for _ in 0..3 {
+        ups.push(Upstream::start().await);
+    }
+    let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr()).collect();
+    let yaml = format!(
+        r#"_format_version: "3.0"
+upstreams:
+- name: pool
+  healthchecks:
+    active:
+      http_path: /status/200
+      timeout: 0.5
+      healthy: {{interval: 0.1, successes: 1}}
+      unhealthy: {{interval: 0.1, tcp_failures: 1, http_failures: 1, timeouts: 1}}
+  targets:
+  - target: "{}"
+  - target: "{}"
+  - target: "{}"
+services:
+- name: s
+  host: pool
+  retries: 0
+  routes: [{{paths: [/]}}]
+"#,
+        addrs[0], addrs[1], addrs[2]
+    );
+    let gw = crate::harness::TestGateway::start(&yaml);
+    let get = |path: &'static str| {
+        let url = gw.url(path);
+        async move {
+            crate::support::client()
+                .get(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    for _ in 0..6 {
+        assert_eq!(get("/").await, 200);
+    }
+    let stopped = ups.remove(0);
+    stopped.stop().await;
+    tokio::time::sleep(Duration::from_millis(100) + SLACK).await;
+    // Ejected: no request goes to the dead target, even without retries.
+    for _ in 0..20 {
+        assert_eq!(get("/").await, 200);
+    }
+    for u in ups.drain(..) {
+        u.stop().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100) + SLACK).await;
+    let started = Instant::now();
+    let resp = crate::support::client()
+        .get(gw.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "answered at once"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "failure to get a peer from the ring-balancer"
+    );
+
+    // One target comes back on its port: admitted again.
+    let back = Upstream::start_on(addrs[1]).await;
+    tokio::time::sleep(Duration::from_millis(100) + SLACK).await;
+    for _ in 0..5 {
+        assert_eq!(get("/").await, 200);
+    }
+    back.stop().await;
+}
