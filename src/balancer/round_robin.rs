@@ -60,17 +60,22 @@ impl WeightedRoundRobin {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        let first = self.cycle[start] as usize;
+        if usable(first) {
+            return Some(first);
+        }
+        // Draw again from the shared counter rather than take the next slot: the unusable
+        // target's share is then spread over all the others in proportion to their weights,
+        // instead of all going to its neighbour in the cycle.
         let walked = len.min(WALK);
-        for k in 0..walked {
-            let t = self.cycle[(start + k) % len] as usize;
+        for _ in 1..walked {
+            let t = self.cycle[self.next.fetch_add(1, Ordering::Relaxed) % len] as usize;
             if usable(t) {
                 return Some(t);
             }
         }
-        if walked == len {
-            // The whole cycle was seen, so every live target was.
-            return None;
-        }
+        // Other workers draw from the counter too, so the draws need not have covered the
+        // cycle: one pass over the live targets settles it.
         let from = start % self.live.len();
         let (tail, head) = self.live.split_at(from);
         head.iter()

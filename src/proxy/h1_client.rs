@@ -45,13 +45,24 @@ pub enum H1Error {
 }
 
 impl H1Error {
-    /// True when the connection closed cleanly before a single byte of response came back:
+    /// True when the connection closed (cleanly, or reset) before a single byte of response
+    /// came back:
     /// the classic race of a keep-alive connection closed by the upstream as the request was
     /// sent. The upstream may still have seen the request, so only idempotent requests may be
     /// replayed, and only once.
     pub fn nothing_received(&self) -> bool {
         matches!(self, H1Error::ClosedBeforeResponse)
     }
+}
+
+/// The connection was reset or broken by the peer (as opposed to any other I/O failure).
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// One upstream connection.
@@ -123,6 +134,7 @@ impl H1Conn {
         let written = match self.stream.try_write(&out) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) if is_reset(&e) => return Err(H1Error::ClosedBeforeResponse),
             Err(e) => return Err(e.into()),
         };
         if written < out.len() {
@@ -141,7 +153,15 @@ impl H1Conn {
                 }
                 self.buf.reserve(8 * 1024);
                 let received_before = !self.buf.is_empty();
-                if self.stream.read_buf(&mut self.buf).await? == 0 {
+                let read = match self.stream.read_buf(&mut self.buf).await {
+                    // A reset before any byte of the response is the same race as a clean
+                    // close (an upstream shutting down resets connections with requests unread).
+                    Err(e) if !received_before && is_reset(&e) => {
+                        return Err(H1Error::ClosedBeforeResponse);
+                    }
+                    other => other?,
+                };
+                if read == 0 {
                     return Err(if received_before {
                         H1Error::ClosedEarly
                     } else {
@@ -704,6 +724,30 @@ mod tests {
         )
         .await;
         assert!(result.unwrap().2);
+    }
+
+    /// An upstream shutting down resets connections whose request it did not answer: that is
+    /// the same "nothing received" case as a clean close, so an idempotent request may be
+    /// replayed.
+    #[tokio::test]
+    async fn a_reset_before_any_response_byte_counts_as_nothing_received() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // SO_LINGER 0: closing sends a reset.
+            let s = socket2::SockRef::from(&s);
+            s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        });
+        let conn = H1Conn::new(TcpStream::connect(addr).await.unwrap());
+        let r = conn
+            .send(&get("GET"), std::time::Duration::from_secs(5))
+            .await;
+        server.await.unwrap();
+        let e = r.err().unwrap();
+        assert!(e.nothing_received(), "{e:?}");
     }
 
     #[tokio::test]

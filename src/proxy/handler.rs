@@ -548,6 +548,11 @@ async fn send_lean(
             Ok(Err(e)) => {
                 tracing::debug!(target = %target.key, error = %e, "upstream request failed");
                 attempts.report(Outcome::ConnectFailure);
+                // Nothing came back (a target going down): an idempotent request is as safe to
+                // send elsewhere as after a failed connect (nginx's `proxy_next_upstream error`).
+                if idempotent && e.nothing_received() && attempts.retry() {
+                    continue;
+                }
                 return Err(ProxyError::UpstreamBroken);
             }
         }
