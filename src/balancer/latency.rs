@@ -60,6 +60,9 @@ fn decay(since: u32, now: u32) -> f64 {
     }
 }
 
+/// Largest sample or estimate kept (60 s): beyond it, a target is simply the slowest.
+pub const MAX_SAMPLE_NS: f64 = 60e9;
+
 impl PeakEwma {
     /// The estimate (ns) at time `now_ms`, decayed since the last sample; `None` before any.
     pub fn estimate(&self, now_ms: u32) -> Option<f64> {
@@ -72,7 +75,13 @@ impl PeakEwma {
 
     /// Adds a sample (ns) taken at `now_ms`.
     pub fn record(&self, now_ms: u32, sample_ns: f64) {
-        let sample = sample_ns.max(MIN_SAMPLE_NS);
+        // Bounded (repeated failure penalties double the estimate each time) and never NaN
+        // (`clamp` would keep a NaN).
+        let sample = if sample_ns.is_nan() {
+            MIN_SAMPLE_NS
+        } else {
+            sample_ns.clamp(MIN_SAMPLE_NS, MAX_SAMPLE_NS)
+        };
         // A compare-and-swap loop: lock-free, and retried only when another sample for the same
         // target landed in between.
         let _ = self
@@ -172,6 +181,20 @@ impl Latency {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn estimates_stay_finite_under_endless_penalties() {
+        let e = PeakEwma::default();
+        for _ in 0..300 {
+            let now = e.estimate(0).unwrap_or(1e6);
+            e.record(0, 2.0 * now);
+        }
+        let v = e.estimate(0).unwrap();
+        assert!(v.is_finite() && v <= MAX_SAMPLE_NS * 1.001, "{v}");
+        e.record(0, f64::NAN);
+        e.record(0, f64::INFINITY);
+        assert!(e.estimate(0).unwrap().is_finite());
+    }
+
     use super::*;
 
     const MS: f64 = 1e6;

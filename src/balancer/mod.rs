@@ -189,13 +189,35 @@ impl Balancer {
     /// target is found if there is one (for hashing, the next one along the ring). The work is
     /// bounded even when nothing is usable.
     pub fn pick(&self, hash: Option<u64>, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        self.pick_attempt(false, hash, usable)
+    }
+
+    /// [`pick`](Self::pick) for a request's later attempt (a retry): round-robin does not move
+    /// its cycle, so retries do not shift other requests' first picks.
+    pub fn repick(&self, hash: Option<u64>, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        self.pick_attempt(true, hash, usable)
+    }
+
+    fn pick_attempt(
+        &self,
+        retry: bool,
+        hash: Option<u64>,
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let shared = &*self.shared;
+        let round_robin = |rr: &WeightedRoundRobin, usable: &dyn Fn(usize) -> bool| {
+            if retry {
+                rr.repick_usable(usable)
+            } else {
+                rr.pick_usable(usable)
+            }
+        };
         match &self.picker {
-            Picker::RoundRobin(rr) => rr.pick_usable(usable),
+            Picker::RoundRobin(rr) => round_robin(rr, &usable),
             Picker::LeastConnections(lc) => lc.pick(|i| shared.in_flight(i), usable),
             Picker::ConsistentHashing(ring, rr) => match hash {
                 Some(key) => ring.pick(key, usable),
-                None => rr.pick_usable(usable),
+                None => round_robin(rr, &usable),
             },
             Picker::Latency(p2c) => {
                 let now = shared.now_ms(Instant::now());

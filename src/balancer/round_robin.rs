@@ -51,31 +51,47 @@ impl WeightedRoundRobin {
         self.cycle.get(i % self.cycle.len()).map(|&t| t as usize)
     }
 
-    /// The next usable target: the cycle's next slot, or when `usable` rejects it, the slots
-    /// after it (a retry keeps the weighted interleaving), then every target once. `None` only
+    /// The next usable target: the cycle's next slot, or when `usable` rejects it, a walk
+    /// along the cycle from a point chosen by the draw (then every target once). `None` only
     /// when no target with a weight above 0 is usable.
+    ///
+    /// One counter step per pick, whatever happens: a request that retries does not shift the
+    /// cycle for the others (which could lock every first attempt onto a failing target). The
+    /// walk starts at a scrambled position rather than the next slot, so an unusable target's
+    /// share spreads over all the others in proportion to their weights instead of all going
+    /// to its neighbour in the cycle.
     pub fn pick_usable(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        self.pick_from(self.next.fetch_add(1, Ordering::Relaxed), usable)
+    }
+
+    /// Like [`pick_usable`](Self::pick_usable) for a request's later attempt: the cycle does
+    /// not move (a retry must not shift the first picks of other requests), and the scrambled
+    /// walk moves the attempt off the slot its first pick had.
+    pub fn repick_usable(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        self.pick_from(self.next.load(Ordering::Relaxed), usable)
+    }
+
+    fn pick_from(&self, drawn: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.cycle.len();
         if len == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        let start = drawn % len;
         let first = self.cycle[start] as usize;
         if usable(first) {
             return Some(first);
         }
-        // Draw again from the shared counter rather than take the next slot: the unusable
-        // target's share is then spread over all the others in proportion to their weights,
-        // instead of all going to its neighbour in the cycle.
+        // One of the other slots, chosen by Fibonacci hashing of the draw (not of the slot,
+        // which repeats every cycle): evenly over the cycle, so in proportion to the weights.
+        let spread = ((drawn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+        let scrambled = (start + 1 + spread % (len - 1).max(1)) % len;
         let walked = len.min(WALK);
-        for _ in 1..walked {
-            let t = self.cycle[self.next.fetch_add(1, Ordering::Relaxed) % len] as usize;
+        for k in 0..walked {
+            let t = self.cycle[(scrambled + k) % len] as usize;
             if usable(t) {
                 return Some(t);
             }
         }
-        // Other workers draw from the counter too, so the draws need not have covered the
-        // cycle: one pass over the live targets settles it.
         let from = start % self.live.len();
         let (tail, head) = self.live.split_at(from);
         head.iter()
@@ -132,6 +148,39 @@ fn cycle(weights: &[u32]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
+    /// Target 0 unusable: its share spreads evenly over the others, and a retry's pick (which
+    /// excludes the target it tried) does not shift the cycle for the next request.
+    #[test]
+    fn an_unusable_target_share_spreads_and_retries_do_not_phase_lock() {
+        let rr = WeightedRoundRobin::new(&[1, 1, 1]);
+        let mut counts = [0usize; 3];
+        for _ in 0..3000 {
+            if let Some(t) = rr.pick_usable(|t| t != 0) {
+                counts[t] += 1;
+            }
+        }
+        assert_eq!(counts[0], 0);
+        assert!(
+            (counts[1] as i64 - counts[2] as i64).abs() < 300,
+            "{counts:?}"
+        );
+
+        // Every first pick that lands on `bad` (target 0) is followed by a retry excluding it.
+        let rr = WeightedRoundRobin::new(&[1, 1]);
+        let mut first_on_bad = 0;
+        for _ in 0..100 {
+            let first = rr.pick_usable(|_| true);
+            if first == Some(0) {
+                first_on_bad += 1;
+                assert_eq!(rr.repick_usable(|t| t != 0), Some(1));
+            }
+        }
+        assert!(
+            (40..=60).contains(&first_on_bad),
+            "{first_on_bad} of 100 first picks"
+        );
+    }
+
     use super::*;
 
     fn picks(rr: &WeightedRoundRobin, n: usize) -> Vec<usize> {

@@ -278,6 +278,9 @@ impl Healthchecks {
                     path,
                     format!("value should be between 0 and {MAX_INTERVAL}"),
                 );
+            } else if v > 0.0 && v < 0.001 {
+                // A timer of zero length cannot run: the checker would stop probing.
+                err(path, "value should be 0 (off) or at least 0.001".into());
             }
         }
         let p = &self.passive;

@@ -23,8 +23,9 @@ pub struct Attempts<'s> {
     to: To<'s>,
     hash: Option<u64>,
     tried: Tried,
-    /// The current attempt's target index and in-flight record.
-    current: Option<(usize, InFlight, Instant)>,
+    /// The current attempt's target index, in-flight record and start, and whether its
+    /// outcome was reported to the target's health already.
+    current: Option<(usize, InFlight, Instant, bool)>,
     failures: u32,
     retries: u32,
     budget: &'s RetryBudget,
@@ -103,29 +104,35 @@ impl<'s> Attempts<'s> {
         self.current = None;
         let healthy = |i: usize| up.health.target(i).is_none_or(|t| t.is_healthy());
         let tried = &self.tried;
-        let mut pick = up
-            .balancer
-            .pick(self.hash, |i| !tried.contains(i) && healthy(i));
+        let usable = |i| !tried.contains(i) && healthy(i);
+        let mut pick = if self.tried.is_empty() {
+            up.balancer.pick(self.hash, usable)
+        } else {
+            up.balancer.repick(self.hash, usable)
+        };
         if pick.is_none() && !self.tried.is_empty() {
             // Every healthy target failed once and retries remain: start over.
             self.tried.clear();
-            pick = up.balancer.pick(self.hash, healthy);
+            pick = up.balancer.repick(self.hash, healthy);
         }
         let i = pick.ok_or(ProxyError::NoTargets)?;
         let target = up.targets.get(i).ok_or(ProxyError::NoTargets)?;
-        self.current = Some((i, up.balancer.start(i), Instant::now()));
+        self.current = Some((i, up.balancer.start(i), Instant::now(), false));
         Ok((target, up.host_header.as_ref()))
     }
 
     /// The current attempt failed (see [`super::retry`] for which failures are retried): if the
-    /// service's `retries` and its retry budget allow another attempt, record the failure and
-    /// return `true`: the next attempt goes to a target this request has not tried.
-    pub fn retry(&mut self) -> bool {
-        if self.failures >= self.retries || !self.budget.try_retry() {
+    /// service's `retries` allow another attempt, and for a failure after the request reached
+    /// the upstream (`reached_upstream`: a timeout, a 5xx) its retry budget too, record the
+    /// failure and return `true`: the next attempt goes to a target this request has not tried.
+    /// A connection that failed before the upstream got the request costs it nothing, so it is
+    /// not charged to the budget.
+    pub fn retry(&mut self, reached_upstream: bool) -> bool {
+        if self.failures >= self.retries || (reached_upstream && !self.budget.try_retry()) {
             return false;
         }
         self.failures += 1;
-        if let Some((i, guard, _)) = self.current.take() {
+        if let Some((i, guard, _, _)) = self.current.take() {
             self.tried.insert(i);
             // Dropped unfinished: counted as a failed exchange.
             drop(guard);
@@ -134,11 +141,15 @@ impl<'s> Attempts<'s> {
     }
 
     /// Tell the current target's health (passive checks) how the attempt went.
-    pub fn report(&self, outcome: Outcome) {
-        if let (To::Upstream(up), Some((i, _, _))) = (&self.to, &self.current)
-            && let Some(t) = up.health.target(*i)
+    /// Once per attempt: a later report of the same attempt is ignored.
+    pub fn report(&mut self, outcome: Outcome) {
+        if let (To::Upstream(up), Some((i, _, _, reported))) = (&self.to, &mut self.current)
+            && !*reported
         {
-            t.report_passive(outcome);
+            *reported = true;
+            if let Some(t) = up.health.target(*i) {
+                t.report_passive(outcome);
+            }
         }
     }
 
@@ -156,7 +167,7 @@ impl<'s> Attempts<'s> {
         } else {
             Outcome::ConnectFailure
         });
-        if self.retry() {
+        if self.retry(false) {
             Ok(())
         } else {
             Err(ProxyError::ConnectFailed)
@@ -166,7 +177,7 @@ impl<'s> Attempts<'s> {
     /// The target answered with `status`: record the exchange.
     pub fn answered(&mut self, status: u16) {
         self.report(Outcome::Status(status));
-        if let Some((_, guard, started)) = self.current.take() {
+        if let Some((_, guard, started, _)) = self.current.take() {
             guard.finish(started.elapsed());
         }
     }
@@ -228,7 +239,10 @@ pub fn request_hash(
     }
     if let HashInput::Cookie { name, path } = &policy.on {
         let value = uuid::Uuid::new_v4().simple().to_string();
-        let cookie = HeaderValue::from_str(&format!("{name}={value}; Path={path}")).ok();
+        let cookie = HeaderValue::from_str(&format!(
+            "{name}={value}; Path={path}; SameSite=Lax; HttpOnly"
+        ))
+        .ok();
         return (Some(hash_key(value.as_bytes())), cookie.map(NewCookie));
     }
     (policy.fallback.as_ref().and_then(input), None)

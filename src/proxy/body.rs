@@ -212,6 +212,9 @@ impl Body for ProxyBody {
 pub struct RequestBody {
     inner: RequestSource,
     sent: Arc<AtomicBool>,
+    /// Set when reading the client's body failed (the client aborted or sent a malformed body):
+    /// the upstream is not to blame for the request failing then.
+    client_failed: Arc<AtomicBool>,
 }
 
 enum RequestSource {
@@ -227,6 +230,7 @@ impl RequestBody {
         RequestBody {
             inner: RequestSource::Stream(inner),
             sent,
+            client_failed: Arc::default(),
         }
     }
 
@@ -236,12 +240,18 @@ impl RequestBody {
         RequestBody {
             inner: RequestSource::Full((!bytes.is_empty()).then_some(bytes)),
             sent,
+            client_failed: Arc::default(),
         }
     }
 
     /// A flag that turns true once the whole body has been handed to the connection.
     pub fn sent_flag(&self) -> Arc<AtomicBool> {
         self.sent.clone()
+    }
+
+    /// A flag that turns true if reading the client's body failed.
+    pub fn client_failed_flag(&self) -> Arc<AtomicBool> {
+        self.client_failed.clone()
     }
 }
 
@@ -257,7 +267,9 @@ impl Body for RequestBody {
         match &mut this.inner {
             RequestSource::Stream(inner) => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
-                if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
+                if matches!(polled, Poll::Ready(Some(Err(_)))) {
+                    this.client_failed.store(true, Ordering::Release);
+                } else if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
                     this.sent.store(true, Ordering::Release);
                 }
                 polled

@@ -185,13 +185,17 @@ impl Breaker {
         }
         if requests >= u64::from(self.settings.min_requests.max(1))
             && failures as f64 >= self.settings.failure_ratio * requests as f64
-            && self
+            && self.state.load(Ordering::Acquire) == CLOSED
+        {
+            // The time first: `admit` reads it as soon as it sees OPEN.
+            self.opened_at.store(self.now_ms(), Ordering::Release);
+            if self
                 .state
                 .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-        {
-            self.opened_at.store(self.now_ms(), Ordering::Release);
-            tracing::warn!(requests, failures, "circuit breaker opened");
+            {
+                tracing::warn!(requests, failures, "circuit breaker opened");
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use super::balance::{Attempts, NewCookie, request_hash};
 use super::body::{ProxyBody, RequestBody, UpstreamBody, read_limited};
 use super::breaker::Refused;
 use super::client_ip::{RealIpConfig, client_ip};
-use super::error::ProxyError;
+use super::error::{Blame, ProxyError};
 use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
@@ -309,11 +309,12 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
             }),
     };
     if let Some(admitted) = admitted {
-        let failed = match &sent {
-            Ok(resp) => resp.status().is_server_error(),
-            Err(_) => true,
-        };
-        admitted.done(failed);
+        match &sent {
+            Ok(resp) => admitted.done(resp.status().is_server_error()),
+            Err(e) if e.blame() == Blame::Upstream => admitted.done(true),
+            // The client's or the gateway's failure says nothing about the upstream.
+            Err(_) => drop(admitted),
+        }
     }
     match sent {
         Ok(resp) => {
@@ -517,7 +518,7 @@ async fn send_lean(
         {
             Err(_) | Ok(Err(H1Error::WriteTimeout)) => {
                 attempts.report(Outcome::Timeout);
-                if idempotent && service.retry_on.timeout && attempts.retry() {
+                if idempotent && service.retry_on.timeout && attempts.retry(true) {
                     tracing::debug!(target = %target.key, "upstream timed out; retrying elsewhere");
                     continue;
                 }
@@ -526,7 +527,7 @@ async fn send_lean(
             Ok(Ok((head, body)))
                 if idempotent && service.retry_on.status(head.status.as_u16()) && {
                     attempts.report(Outcome::Status(head.status.as_u16()));
-                    attempts.retry()
+                    attempts.retry(true)
                 } =>
             {
                 // The answer is dropped unread, and its connection with it.
@@ -550,7 +551,7 @@ async fn send_lean(
                 attempts.report(Outcome::ConnectFailure);
                 // Nothing came back (a target going down): an idempotent request is as safe to
                 // send elsewhere as after a failed connect (nginx's `proxy_next_upstream error`).
-                if idempotent && e.nothing_received() && attempts.retry() {
+                if idempotent && e.nothing_received() && attempts.retry(false) {
                     continue;
                 }
                 return Err(ProxyError::UpstreamBroken);
@@ -570,6 +571,7 @@ async fn send_upstream(
     settings: &Arc<PoolSettings>,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
     let request_sent = body.sent_flag();
+    let client_failed = body.client_failed_flag();
     let mut pending = Some(Request::from_parts(parts, body));
     loop {
         let (target, host_header) = attempts.next_target()?;
@@ -593,6 +595,10 @@ async fn send_upstream(
         }
         match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
             Err(_) => {
+                // Still sending the client's body: the client is the slow one.
+                if !request_sent.load(std::sync::atomic::Ordering::Acquire) {
+                    return Err(ProxyError::BodyTimeout);
+                }
                 attempts.report(Outcome::Timeout);
                 return Err(ProxyError::UpstreamTimeout);
             }
@@ -611,6 +617,10 @@ async fn send_upstream(
                 }
                 None => {
                     tracing::debug!(target = %target.key, error = %e.error(), "upstream request failed");
+                    // The client's body broke off: not the target's fault.
+                    if client_failed.load(std::sync::atomic::Ordering::Acquire) {
+                        return Err(ProxyError::BadBody);
+                    }
                     attempts.report(Outcome::ConnectFailure);
                     return Err(ProxyError::UpstreamBroken);
                 }

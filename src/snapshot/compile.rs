@@ -62,6 +62,7 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
 /// [`compile`], with the upstreams' target health kept in `health` (so a reload keeps the
 /// health of targets that did not change).
 pub fn compile_with(doc: ConfigDoc, health: &HealthRegistry) -> Result<Snapshot, Vec<ConfigError>> {
+    let scratch_health = HealthRegistry::new();
     let mut errors = Errors {
         locator: &doc.locator,
         list: Vec::new(),
@@ -125,11 +126,11 @@ pub fn compile_with(doc: ConfigDoc, health: &HealthRegistry) -> Result<Snapshot,
         check_unique(&mut errors, "id", ids.into_iter());
     }
 
-    let upstreams: Vec<UpstreamRt> = doc
+    let mut upstreams: Vec<UpstreamRt> = doc
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, u)| compile_upstream(&mut errors, &u.path, &u.item, &doc, i, health))
+        .map(|(i, u)| compile_upstream(&mut errors, &u.path, &u.item, &doc, i, &scratch_health))
         .collect();
 
     let services: Vec<ServiceRt> = doc
@@ -242,6 +243,19 @@ pub fn compile_with(doc: ConfigDoc, health: &HealthRegistry) -> Result<Snapshot,
         list.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
         list.dedup();
         return Err(list);
+    }
+    // Only a configuration that compiled binds to the live health state: a rejected reload
+    // must not touch the health of the configuration that keeps serving.
+    for up in &mut upstreams {
+        up.health = health.bind(
+            &up.name,
+            up.health.policy.config.clone(),
+            up.host_header.clone(),
+            up.targets
+                .iter()
+                .cloned()
+                .zip(up.health.targets.iter().map(|t| t.weight)),
+        );
     }
     // Routes of disabled services are not routed (Kong's behaviour), but keep their indices.
     let mut router = RouterBuilder::new();

@@ -226,7 +226,8 @@ async fn cookie_hashing_sets_the_cookie_and_ip_hash_pins_the_client() {
     let resp = client().get(gw.url("/")).send().await.unwrap();
     let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        set_cookie.starts_with("sticky=") && set_cookie.ends_with("; Path=/app"),
+        set_cookie.starts_with("sticky=")
+            && set_cookie.ends_with("; Path=/app; SameSite=Lax; HttpOnly"),
         "{set_cookie}"
     );
     let first = resp.text().await.unwrap();
@@ -489,4 +490,52 @@ async fn the_request_limit_refuses_the_excess_at_once() {
     statuses.sort();
     assert_eq!(statuses, vec![200, 200, 503, 503, 503]);
     assert_eq!(b.hits(), 2);
+}
+
+/// Kong's defaults (no health checks) with one of two targets down: connect failures are
+/// retried without spending the retry budget, so no request fails.
+#[tokio::test]
+async fn a_dead_target_costs_no_request_without_health_checks() {
+    let live = Backend::start().await;
+    let dead = crate::support::closed_port();
+    let yaml = format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: pool\n  targets:\n  - target: \"127.0.0.1:{dead}\"\n  - target: \"{}\"\nservices:\n- name: s\n  host: pool\n  routes: [{{paths: [/]}}]\n",
+        live.addr
+    );
+    let gw = TestGateway::start(&yaml);
+    let c = client();
+    let mut failed = 0;
+    for _ in 0..300 {
+        if c.get(gw.url("/")).send().await.unwrap().status() != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0);
+    assert_eq!(live.hits(), 300);
+}
+
+/// A client that aborts its upload is not the target's failure: passive checks and the
+/// breaker do not count it.
+#[tokio::test]
+async fn a_client_aborting_its_upload_does_not_eject_the_target() {
+    use tokio::io::AsyncWriteExt;
+    let b = Backend::start().await;
+    let gw = TestGateway::start(&config(
+        &[&b],
+        &[100],
+        "  healthchecks:\n    passive:\n      unhealthy: {tcp_failures: 1, timeouts: 1, http_failures: 1}\n",
+    ));
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 100000\r\n\r\nabcdef")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
 }

@@ -568,3 +568,29 @@ services:
     }
     back.stop().await;
 }
+
+/// A reload that is rejected (an error anywhere in the file) leaves the live health state as it
+/// was: only a configuration that compiled binds to the registry.
+#[test]
+fn a_rejected_reload_does_not_touch_live_health() {
+    let registry = HealthRegistry::new();
+    let good = "_format_version: \"3.0\"\nupstreams:\n- name: pool\n  healthchecks:\n    passive:\n      unhealthy: {tcp_failures: 1}\n  targets:\n  - target: 127.0.0.1:9\n";
+    let snap = gatehouse::snapshot::load_str_with("kong.yml", good, &registry).unwrap();
+    let target = snap.upstreams[0].health.target(0).unwrap();
+    target.report_passive(Outcome::ConnectFailure);
+    assert!(!target.is_healthy());
+    let bad = good.replace(
+        "tcp_failures: 1}",
+        "tcp_failures: 1}\n    active: {concurrency: 0}",
+    );
+    assert!(gatehouse::snapshot::load_str_with("kong.yml", &bad, &registry).is_err());
+    assert!(
+        !target.is_healthy(),
+        "the rejected file reset the live state"
+    );
+    let again = gatehouse::snapshot::load_str_with("kong.yml", good, &registry).unwrap();
+    assert!(
+        !again.upstreams[0].health.target(0).unwrap().is_healthy(),
+        "the same configuration keeps the state"
+    );
+}
