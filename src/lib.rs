@@ -4,6 +4,7 @@
 pub mod balancer;
 pub mod config;
 pub mod consumers;
+pub mod dns;
 pub mod health;
 pub mod plugins;
 pub mod proxy;

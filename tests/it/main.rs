@@ -6,6 +6,7 @@ mod auth;
 mod balancing;
 mod cli;
 mod config_errors;
+mod dns;
 mod forward_auth;
 mod hardening;
 mod harness;
