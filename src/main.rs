@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gatehouse::config;
+use gatehouse::dns::{DnsConfig, Resolver, Watcher};
 use gatehouse::health::HealthRegistry;
 use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
 use gatehouse::proxy::pool::PoolSettings;
@@ -107,6 +109,64 @@ struct RunArgs {
     /// Seconds a client may pause between two reads of a body being read into memory (408).
     #[arg(long, env = "GATEHOUSE_CLIENT_BODY_TIMEOUT", default_value_t = 60)]
     client_body_timeout: u64,
+    /// Nameservers for upstream target host names (`ip`, `ip:port`, comma-separated; Kong's
+    /// `dns_resolver`). Default: the system's (/etc/resolv.conf, /etc/hosts).
+    #[arg(long, env = "GATEHOUSE_DNS_RESOLVER")]
+    dns_resolver: Option<String>,
+}
+
+/// Host-name targets: resolved by DNS, each address a target, rebuilt when answers change.
+struct Dns {
+    resolver: Arc<Resolver>,
+    watcher: Option<Watcher>,
+}
+
+impl Dns {
+    /// Watch `names` (starting the watcher when first needed) and wait, bounded, for their
+    /// first answers.
+    fn watch(&mut self, rt: &tokio::runtime::Runtime, names: Vec<String>) {
+        if names.is_empty() && self.watcher.is_none() {
+            return;
+        }
+        let watcher = match &mut self.watcher {
+            Some(w) => {
+                w.set_names(&names);
+                w
+            }
+            None => self.watcher.insert(Watcher::start(
+                self.resolver.clone(),
+                rt.handle().clone(),
+                &names,
+            )),
+        };
+        let addresses = watcher.addresses().clone();
+        rt.block_on(async {
+            if tokio::time::timeout(Duration::from_secs(10), addresses.ready())
+                .await
+                .is_err()
+            {
+                tracing::warn!("some target host names have no DNS answer yet; they are resolved when connecting until they do");
+            }
+        });
+    }
+
+    /// The addresses known now.
+    fn addresses(&self) -> Arc<gatehouse::dns::AddressMap> {
+        self.watcher
+            .as_ref()
+            .map(|w| w.addresses().load())
+            .unwrap_or_default()
+    }
+}
+
+/// Compile `snapshot`'s document again with the current DNS answers.
+fn with_addresses(
+    snapshot: &gatehouse::snapshot::Snapshot,
+    health: &HealthRegistry,
+    dns: &Dns,
+) -> anyhow::Result<gatehouse::snapshot::Snapshot> {
+    gatehouse::snapshot::compile_with_addresses(snapshot.doc.clone(), health, &dns.addresses())
+        .map_err(|errors| anyhow::anyhow!("{}", config::ConfigErrors(errors)))
 }
 
 fn main() -> ExitCode {
@@ -160,8 +220,22 @@ fn load_with(
 
 /// SIGHUP: read and compile the file again, off the request path; swap it in only if it is valid.
 /// Requests in flight finish on the configuration they started with.
-fn reload(gateway: &Gateway, path: &std::path::Path, health: &HealthRegistry) {
-    match load_with(path, health) {
+fn reload(
+    gateway: &Gateway,
+    path: &std::path::Path,
+    health: &HealthRegistry,
+    dns: &mut Dns,
+    rt: &tokio::runtime::Runtime,
+) {
+    let loaded = load_with(path, health).and_then(|snapshot| {
+        dns.watch(rt, gatehouse::snapshot::target_host_names(&snapshot.doc));
+        if dns.watcher.is_none() {
+            return Ok(snapshot);
+        }
+        gatehouse::snapshot::compile_with_addresses(snapshot.doc.clone(), health, &dns.addresses())
+            .map_err(config::ConfigErrors)
+    });
+    match loaded {
         Ok(snapshot) => {
             let routes = snapshot.routes.len();
             gateway.swap(snapshot);
@@ -222,11 +296,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let routes = snapshot.routes.len();
     // Signal handlers first: once the start-up line is out, SIGTERM must mean "shut down".
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let dns_config = match &args.dns_resolver {
+        Some(list) => DnsConfig::with_nameservers(
+            gatehouse::dns::parse_nameservers(list).context("--dns-resolver")?,
+        ),
+        None => DnsConfig::default(),
+    };
+    let mut dns = Dns {
+        resolver: Arc::new(Resolver::new(dns_config).context("DNS resolver")?),
+        watcher: None,
+    };
+    dns.watch(&rt, gatehouse::snapshot::target_host_names(&snapshot.doc));
+    let snapshot = if dns.watcher.is_some() {
+        with_addresses(&snapshot, &health, &dns)?
+    } else {
+        snapshot
+    };
+    let routes = snapshot.routes.len();
     let (mut term, mut int, mut hup) = rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         Ok::<_, std::io::Error>((
@@ -238,15 +328,47 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let gateway = Gateway::start(config, snapshot)
         .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
     tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
-    rt.block_on(async {
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => reload(&gateway, &args.config, &health),
-            }
+    let mut changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
+    loop {
+        if changes.is_none() {
+            // A reload may have started the watcher.
+            changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
         }
-    });
+        enum Event {
+            Stop,
+            Reload,
+            Addresses,
+        }
+        let event = rt.block_on(async {
+            let dns_changed = async {
+                match changes.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => Event::Stop,
+                _ = int.recv() => Event::Stop,
+                _ = hup.recv() => Event::Reload,
+                _ = dns_changed => Event::Addresses,
+            }
+        });
+        match event {
+            Event::Stop => break,
+            Event::Reload => reload(&gateway, &args.config, &health, &mut dns, &rt),
+            Event::Addresses => match with_addresses(&gateway.current(), &health, &dns) {
+                Ok(snapshot) => {
+                    gateway.swap(snapshot);
+                    tracing::info!("upstream targets rebuilt from new DNS answers");
+                }
+                Err(e) => tracing::error!("upstream targets not rebuilt: {e}"),
+            },
+        }
+    }
     tracing::info!("shutting down");
     gateway.shutdown();
     Ok(())

@@ -168,6 +168,11 @@ impl Gateway {
         self.proxy_addr
     }
 
+    /// The configuration serving now.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
     /// Replace the configuration; requests in flight finish on the one they started with.
     pub fn swap(&self, snapshot: Snapshot) {
         self.checker.update(upstream_health(&snapshot));

@@ -15,6 +15,7 @@ use crate::balancer::{Algorithm, Balancer};
 use crate::config::model::{CircuitBreakerConfig, Route, Service, Target, Upstream};
 use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::consumers::Consumers;
+use crate::dns::AddressMap;
 use crate::health::{HealthRegistry, Healthchecks};
 use crate::plugins::{BuildContext, PluginInstance, PluginScopeKey, resolve_chain};
 use crate::proxy::breaker::{Breaker, BreakerSettings};
@@ -62,6 +63,16 @@ pub fn compile(doc: ConfigDoc) -> Result<Snapshot, Vec<ConfigError>> {
 /// [`compile`], with the upstreams' target health kept in `health` (so a reload keeps the
 /// health of targets that did not change).
 pub fn compile_with(doc: ConfigDoc, health: &HealthRegistry) -> Result<Snapshot, Vec<ConfigError>> {
+    compile_with_addresses(doc, health, &AddressMap::new())
+}
+
+/// [`compile_with`], with the addresses DNS gave for target host names (see `crate::dns`):
+/// each such target becomes one target per address.
+pub fn compile_with_addresses(
+    doc: ConfigDoc,
+    health: &HealthRegistry,
+    addresses: &AddressMap,
+) -> Result<Snapshot, Vec<ConfigError>> {
     let scratch_health = HealthRegistry::new();
     let mut errors = Errors {
         locator: &doc.locator,
@@ -130,7 +141,17 @@ pub fn compile_with(doc: ConfigDoc, health: &HealthRegistry) -> Result<Snapshot,
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, u)| compile_upstream(&mut errors, &u.path, &u.item, &doc, i, &scratch_health))
+        .map(|(i, u)| {
+            compile_upstream(
+                &mut errors,
+                &u.path,
+                &u.item,
+                &doc,
+                i,
+                &scratch_health,
+                addresses,
+            )
+        })
         .collect();
 
     let services: Vec<ServiceRt> = doc
@@ -570,6 +591,21 @@ pub(crate) fn target_addr(host: &str, port: u16) -> TargetAddr {
     }
 }
 
+/// The host names (not IP literals) of every upstream target of a document: what DNS must
+/// resolve for it.
+pub fn target_host_names(doc: &ConfigDoc) -> Vec<String> {
+    let mut names: Vec<String> = doc
+        .targets
+        .iter()
+        .filter_map(|t| parse_target(&t.item.target))
+        .map(|(host, _)| host)
+        .filter(|h| crate::dns::ip_literal(h).is_none())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Parse Kong's `target` field: `host`, `host:port`, `[v6]`, `[v6]:port`.
 fn parse_target(t: &str) -> Option<(String, u16)> {
     if let Some(rest) = t.strip_prefix('[') {
@@ -596,6 +632,7 @@ fn compile_upstream(
     doc: &ConfigDoc,
     index: usize,
     health: &HealthRegistry,
+    addresses: &AddressMap,
 ) -> UpstreamRt {
     if u.name.is_empty()
         || u.name.contains(':')
@@ -662,8 +699,26 @@ fn compile_upstream(
         if let Some(addr) = compile_target(errors, &t.path, &t.item)
             && t.item.weight > 0
         {
-            weighted.push((addr.key.clone(), t.item.weight));
-            targets.push(Arc::new(addr));
+            // A host name the resolver has answered for: one target per address, each with the
+            // target's weight (as Kong does), sent the name in `Host`. A name it has not
+            // answered for (yet) stays one target, resolved when connecting.
+            match addresses.get(addr.host.as_str()) {
+                Some(ips) if crate::dns::ip_literal(&addr.host).is_none() => {
+                    for ip in ips.iter() {
+                        let mut one = target_addr(&ip.to_string(), addr.port);
+                        one.host_header = addr.host_header.clone();
+                        if weighted.iter().any(|(k, _)| *k == one.key) {
+                            continue;
+                        }
+                        weighted.push((one.key.clone(), t.item.weight));
+                        targets.push(Arc::new(one));
+                    }
+                }
+                _ => {
+                    weighted.push((addr.key.clone(), t.item.weight));
+                    targets.push(Arc::new(addr));
+                }
+            }
         }
     }
     let health = health.bind(

@@ -23,7 +23,7 @@ use crate::proxy::retry::{RetryBudget, RetryOn};
 use crate::router::Router;
 
 pub(crate) use compile::target_addr;
-pub use compile::{compile, compile_with};
+pub use compile::{compile, compile_with, compile_with_addresses, target_host_names};
 
 use crate::config::{ConfigErrors, decode, read_file, source};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
-fn write(yaml: &str) -> tempfile::NamedTempFile {
+pub(crate) fn write(yaml: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
     f
@@ -105,18 +105,18 @@ fn version_and_help() {
 }
 
 /// A `gatehouse run` process on an ephemeral port, its log lines forwarded to `logs`.
-struct Running {
+pub(crate) struct Running {
     child: std::process::Child,
-    addr: String,
+    pub(crate) addr: String,
     logs: std::sync::mpsc::Receiver<String>,
 }
 
 impl Running {
-    fn start(config: &std::path::Path) -> Running {
+    pub(crate) fn start(config: &std::path::Path) -> Running {
         Self::start_with_env(config, &[])
     }
 
-    fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    pub(crate) fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(config)
@@ -164,7 +164,7 @@ impl Running {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -172,7 +172,7 @@ impl Running {
     }
 
     /// Wait (bounded) for the process to exit; asserts it exited 0.
-    fn assert_exits_cleanly(mut self) {
+    pub(crate) fn assert_exits_cleanly(mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -430,3 +430,102 @@ fn settings_out_of_order_are_refused() {
         Err(DnsError::InvalidSetting(_))
     ));
 }
+
+/// A small HTTP/1.1 server on `ip:port` answering every request with its own address.
+async fn address_echo(addr: SocketAddr) -> JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let body = addr.ip().to_string();
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Through the gateway binary: a target named by a host name gets one target per address DNS
+/// gives, and follows the answers when they change (TTL 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_expands_host_name_targets_and_follows_dns() {
+    let dns = DnsServer::start().await;
+    // Two loopback addresses, one port.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let a = address_echo(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let b = address_echo(SocketAddr::from(([127, 0, 0, 2], port))).await;
+    dns.set("backend.test", zone(&[1], 1));
+    let file = crate::cli::write(&format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: pool\n  targets:\n  - target: backend.test:{port}\nservices:\n- name: s\n  host: pool\n  routes: [{{paths: [/]}}]\n"
+    ));
+    let nameserver = dns.addr.to_string();
+    let path = file.path().to_path_buf();
+    let gw = tokio::task::spawn_blocking(move || {
+        crate::cli::Running::start_with_env(&path, &[("GATEHOUSE_DNS_RESOLVER", &nameserver)])
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}/", gw.addr);
+    let seen = |n: usize| {
+        let url = url.clone();
+        async move {
+            let c = crate::support::client();
+            let mut by_ip = HashMap::new();
+            for _ in 0..n {
+                let body = c.get(&url).send().await.unwrap().text().await.unwrap();
+                *by_ip.entry(body).or_insert(0) += 1;
+            }
+            by_ip
+        }
+    };
+    let first = seen(10).await;
+    assert_eq!(first.get("127.0.0.1"), Some(&10), "{first:?}");
+
+    // The answer grows: after the TTL, both addresses take traffic.
+    dns.set("backend.test", zone(&[1, 2], 1));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let now = seen(20).await;
+        if now.get("127.0.0.1") == Some(&10) && now.get("127.0.0.2") == Some(&10) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never balanced over both: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::task::spawn_blocking(move || {
+        gw.signal("-TERM");
+        gw.assert_exits_cleanly();
+    })
+    .await
+    .unwrap();
+    a.abort();
+    b.abort();
+}
