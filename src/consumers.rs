@@ -196,3 +196,57 @@ pub fn credential_id(
     };
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
+
+/// What indexing credentials by username needs to know of one kind (basic-auth, hmac-auth).
+pub struct UsernameIndexing<'a> {
+    /// The collection (`basicauth_credentials`), for generated ids.
+    pub collection: &'a str,
+    /// The plugin (`basic-auth`), for the duplicate-username error.
+    pub plugin: &'a str,
+    pub consumer_ids: &'a [&'a str],
+}
+
+/// Credentials keyed by username: empty usernames and duplicates are errors naming the field;
+/// `build` makes the runtime credential from the entry, its consumer and its id (`None` after
+/// reporting its own error).
+pub fn index_by_username<C, T>(
+    credentials: &[crate::config::model::Located<C>],
+    how: &UsernameIndexing<'_>,
+    username_and_id: impl Fn(&C) -> (&str, Option<&str>),
+    mut build: impl FnMut(
+        &crate::config::model::Located<C>,
+        usize,
+        CredentialId,
+        &mut Vec<(String, String)>,
+    ) -> Option<T>,
+    errors: &mut Vec<(String, String)>,
+) -> HashMap<String, T> {
+    let mut by_username = HashMap::with_capacity(credentials.len());
+    for c in credentials {
+        let Some(consumer) = c.parent else { continue };
+        let (username, id) = username_and_id(&c.item);
+        if username.is_empty() {
+            errors.push((format!("{}.username", c.path), "must not be empty".into()));
+            continue;
+        }
+        let id = credential_id(
+            id,
+            how.collection,
+            how.consumer_ids.get(consumer).copied().unwrap_or(""),
+            username,
+        );
+        let Some(cred) = build(c, consumer, id, errors) else {
+            continue;
+        };
+        if by_username.insert(username.to_string(), cred).is_some() {
+            errors.push((
+                format!("{}.username", c.path),
+                format!(
+                    "another {} credential has the username `{username}`",
+                    how.plugin
+                ),
+            ));
+        }
+    }
+    by_username
+}

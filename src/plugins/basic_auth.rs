@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::auth::{self, AuthCommon};
 use super::{BuildContext, Flow, Plugin, RequestCtx};
 use crate::config::model::{BasicauthCredential, Located};
-use crate::consumers::{Consumers, CredentialId, credential_id};
+use crate::consumers::{Consumers, CredentialId, UsernameIndexing, index_by_username};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,49 +171,37 @@ impl PasswordIndex {
         consumer_ids: &[&str],
         errors: &mut Vec<(String, String)>,
     ) -> PasswordIndex {
-        let mut by_username = HashMap::with_capacity(credentials.len());
-        for c in credentials {
-            let Some(consumer) = c.parent else { continue };
-            if c.item.username.is_empty() {
-                errors.push((format!("{}.username", c.path), "must not be empty".into()));
-                continue;
-            }
-            let id = credential_id(
-                c.item.id.as_deref(),
-                "basicauth_credentials",
-                consumer_ids.get(consumer).copied().unwrap_or(""),
-                &c.item.username,
-            );
-            let cred = match StoredPassword::parse(&c.item.password) {
+        let how = UsernameIndexing {
+            collection: "basicauth_credentials",
+            plugin: "basic-auth",
+            consumer_ids,
+        };
+        let by_username = index_by_username(
+            credentials,
+            &how,
+            |c| (c.username.as_str(), c.id.as_deref()),
+            |c, consumer, id, errors| match StoredPassword::parse(&c.item.password) {
                 // Already in stored form (an export, or a file written without plain text).
-                Some(Ok(stored)) => PasswordCredential {
+                Some(Ok(stored)) => Some(PasswordCredential {
                     consumer,
                     id,
                     salt: stored.salt,
                     digest: stored.digest,
-                },
+                }),
                 Some(Err(message)) => {
                     errors.push((format!("{}.password", c.path), message.into()));
-                    continue;
+                    None
                 }
-                None => match hashed(consumer, id, c.item.password.as_bytes()) {
-                    Some(cred) => cred,
-                    None => {
+                None => {
+                    let cred = hashed(consumer, id, c.item.password.as_bytes());
+                    if cred.is_none() {
                         errors.push((c.path.clone(), "the system random generator failed".into()));
-                        continue;
                     }
-                },
-            };
-            if by_username.insert(c.item.username.clone(), cred).is_some() {
-                errors.push((
-                    format!("{}.username", c.path),
-                    format!(
-                        "another basic-auth credential has the username `{}`",
-                        c.item.username
-                    ),
-                ));
-            }
-        }
+                    cred
+                }
+            },
+            errors,
+        );
         let decoy = hashed(usize::MAX, HeaderValue::from_static(""), b"");
         PasswordIndex { by_username, decoy }
     }

@@ -46,7 +46,7 @@ use serde::Deserialize;
 use super::auth::{self, AuthCommon};
 use super::{BuildContext, Flow, Plugin, RequestCtx};
 use crate::config::model::{HmacauthCredential, Located};
-use crate::consumers::{Consumers, CredentialId, credential_id};
+use crate::consumers::{Consumers, CredentialId, UsernameIndexing, index_by_username};
 
 const X_DATE: HeaderName = HeaderName::from_static("x-date");
 const DIGEST: HeaderName = HeaderName::from_static("digest");
@@ -601,38 +601,28 @@ impl HmacIndex {
         consumer_ids: &[&str],
         errors: &mut Vec<(String, String)>,
     ) -> HmacIndex {
-        let mut by_username = HashMap::with_capacity(credentials.len());
-        for c in credentials {
-            let Some(consumer) = c.parent else { continue };
-            if c.item.username.is_empty() {
-                errors.push((format!("{}.username", c.path), "must not be empty".into()));
-                continue;
-            }
-            if c.item.secret.is_empty() {
-                errors.push((format!("{}.secret", c.path), "must not be empty".into()));
-                continue;
-            }
-            let id = credential_id(
-                c.item.id.as_deref(),
-                "hmacauth_credentials",
-                consumer_ids.get(consumer).copied().unwrap_or(""),
-                &c.item.username,
-            );
-            let cred = HmacCredential {
-                consumer,
-                id,
-                secret: c.item.secret.as_bytes().into(),
-            };
-            if by_username.insert(c.item.username.clone(), cred).is_some() {
-                errors.push((
-                    format!("{}.username", c.path),
-                    format!(
-                        "another hmac-auth credential has the username `{}`",
-                        c.item.username
-                    ),
-                ));
-            }
-        }
+        let how = UsernameIndexing {
+            collection: "hmacauth_credentials",
+            plugin: "hmac-auth",
+            consumer_ids,
+        };
+        let by_username = index_by_username(
+            credentials,
+            &how,
+            |c| (c.username.as_str(), c.id.as_deref()),
+            |c, consumer, id, errors| {
+                if c.item.secret.is_empty() {
+                    errors.push((format!("{}.secret", c.path), "must not be empty".into()));
+                    return None;
+                }
+                Some(HmacCredential {
+                    consumer,
+                    id,
+                    secret: c.item.secret.as_bytes().into(),
+                })
+            },
+            errors,
+        );
         HmacIndex { by_username }
     }
 
