@@ -7,7 +7,7 @@
 //! most `percent` % to the requests of the last ten seconds, plus `min_per_second`, so a failing
 //! backend is not hit by a storm of retries on top of its normal load.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// What a service retries besides connect failures.
@@ -63,33 +63,54 @@ impl RetryOn {
 
 /// Seconds covered by the budget's window.
 const WINDOW_SECS: u64 = 10;
+/// Request counters, spread so that workers do not all update one cache line.
+const STRIPES: usize = 8;
 
-/// Requests and retries per second over the last [`WINDOW_SECS`] seconds, lock-free.
+/// A counter alone on its cache line.
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+/// One second of the window, touched only when a retry is considered: the running request
+/// total first seen in that second, and the retries made in it.
+struct Second {
+    /// `u64::MAX`: never used.
+    second: AtomicU64,
+    requests_at: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Default for Second {
+    fn default() -> Self {
+        Second {
+            second: AtomicU64::new(u64::MAX),
+            requests_at: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The retries a service may make: a share of its recent requests, plus a floor.
 ///
-/// Each bucket packs its second (upper 24 bits), requests (20 bits) and retries (20 bits) into
-/// one atomic, so a bucket from an older second is recognised and restarted in one step.
+/// Counting a request costs one relaxed increment of a per-thread stripe: no clock read and no
+/// cache line shared by every worker. The clock and the window are only looked at when a
+/// retry is considered, which is rare. (Approximate by design: a second's request count is the
+/// running total when the first retry of that second was considered.)
 pub struct RetryBudget {
     percent: u64,
     min_per_second: u64,
     epoch: Instant,
-    buckets: [AtomicU64; WINDOW_SECS as usize],
+    requests: [Padded; STRIPES],
+    seconds: [Second; WINDOW_SECS as usize],
 }
 
-const COUNT_BITS: u32 = 20;
-const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
-
-fn pack(second: u64, requests: u64, retries: u64) -> u64 {
-    ((second & 0xFF_FFFF) << (2 * COUNT_BITS))
-        | (requests.min(COUNT_MAX) << COUNT_BITS)
-        | retries.min(COUNT_MAX)
-}
-
-fn unpack(v: u64) -> (u64, u64, u64) {
-    (
-        v >> (2 * COUNT_BITS),
-        (v >> COUNT_BITS) & COUNT_MAX,
-        v & COUNT_MAX,
-    )
+/// This thread's request stripe.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
 }
 
 impl RetryBudget {
@@ -98,54 +119,60 @@ impl RetryBudget {
             percent: u64::from(percent),
             min_per_second: u64::from(min_per_second),
             epoch: Instant::now(),
-            buckets: Default::default(),
+            requests: Default::default(),
+            seconds: Default::default(),
         }
-    }
-
-    fn second(&self) -> u64 {
-        self.epoch.elapsed().as_secs() & 0xFF_FFFF
-    }
-
-    /// Add to the current second's bucket (restarting it if it holds an older second).
-    fn add(&self, requests: u64, retries: u64) {
-        let now = self.second();
-        let bucket = &self.buckets[(now % WINDOW_SECS) as usize];
-        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-            let (s, req, ret) = unpack(v);
-            Some(if s == now && v != 0 {
-                pack(now, req + requests, ret + retries)
-            } else {
-                pack(now, requests, retries)
-            })
-        });
-    }
-
-    /// Requests and retries in the window.
-    fn totals(&self) -> (u64, u64) {
-        let now = self.second();
-        let mut totals = (0, 0);
-        for b in &self.buckets {
-            let v = b.load(Ordering::Acquire);
-            let (s, req, ret) = unpack(v);
-            if v != 0 && now.wrapping_sub(s) & 0xFF_FFFF < WINDOW_SECS {
-                totals.0 += req;
-                totals.1 += ret;
-            }
-        }
-        totals
     }
 
     /// A request (first attempt) was made.
     pub fn request(&self) {
-        self.add(1, 0);
+        self.requests[stripe()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn requests_total(&self) -> u64 {
+        self.requests
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Whether one more retry fits the budget; if it does, it is counted.
     pub fn try_retry(&self) -> bool {
-        let (requests, retries) = self.totals();
-        let allowed = self.min_per_second * WINDOW_SECS + requests * self.percent / 100;
+        let now = self.epoch.elapsed().as_secs();
+        let total = self.requests_total();
+        let slot = &self.seconds[(now % WINDOW_SECS) as usize];
+        if slot.second.load(Ordering::Acquire) != now {
+            // A new second for this slot (two threads may both restart it: harmless).
+            slot.requests_at.store(total, Ordering::Relaxed);
+            slot.retries.store(0, Ordering::Relaxed);
+            slot.second.store(now, Ordering::Release);
+        }
+        let in_window = |s: &Second| {
+            let second = s.second.load(Ordering::Acquire);
+            second != u64::MAX && now.saturating_sub(second) < WINDOW_SECS && second <= now
+        };
+        // Requests in the window: since the oldest second seen in it, or since the start while
+        // the budget is younger than the window.
+        let baseline = if now < WINDOW_SECS {
+            0
+        } else {
+            self.seconds
+                .iter()
+                .filter(|s| in_window(s))
+                .map(|s| s.requests_at.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(total)
+        };
+        let retries: u64 = self
+            .seconds
+            .iter()
+            .filter(|s| in_window(s))
+            .map(|s| s.retries.load(Ordering::Relaxed))
+            .sum();
+        let allowed =
+            self.min_per_second * WINDOW_SECS + total.saturating_sub(baseline) * self.percent / 100;
         if retries < allowed {
-            self.add(0, 1);
+            slot.retries.fetch_add(1, Ordering::Relaxed);
             true
         } else {
             false
@@ -155,12 +182,10 @@ impl RetryBudget {
 
 impl std::fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (requests, retries) = self.totals();
         f.debug_struct("RetryBudget")
             .field("percent", &self.percent)
             .field("min_per_second", &self.min_per_second)
-            .field("requests", &requests)
-            .field("retries", &retries)
+            .field("requests", &self.requests_total())
             .finish()
     }
 }
@@ -197,8 +222,21 @@ mod tests {
     }
 
     #[test]
-    fn packing_round_trips_and_saturates() {
-        assert_eq!(unpack(pack(7, 3, 2)), (7, 3, 2));
-        assert_eq!(unpack(pack(7, COUNT_MAX + 5, 0)).1, COUNT_MAX);
+    fn requests_on_many_threads_all_count() {
+        let b = std::sync::Arc::new(RetryBudget::new(100, 0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..250 {
+                        b.request();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.requests_total(), 1000);
     }
 }
