@@ -349,10 +349,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let gateway = Gateway::start(config, snapshot)
         .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
-    if let Some(tls) = gateway.tls_addr() {
-        tracing::info!(proxy_tls = %tls, certificates = gateway.current().certificates.len(), "TLS listener started");
-    }
-    tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
+    let proxy_tls = gateway
+        .tls_addr()
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let certificates = gateway.current().certificates.len();
+    tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, certificates, routes, config = %args.config.display(), "gatehouse started");
     let mut changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
     loop {
         if changes.is_none() {

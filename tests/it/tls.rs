@@ -208,11 +208,11 @@ async fn tls_12_and_13_are_accepted_and_older_refused() {
     // A TLS 1.1 ClientHello (no supported_versions extension) gets an alert, not a ServerHello.
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.write_all(&tls11_client_hello()).await.expect("write");
-    let mut first = [0u8; 1];
-    match tcp.read(&mut first).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => assert_eq!(first[0], 0x15, "expected an alert record"),
-    }
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply).await;
+    // A fatal alert record, no ServerHello.
+    assert_eq!(reply.first(), Some(&0x15), "{reply:?}");
+    assert_eq!(reply.get(5), Some(&2), "{reply:?}");
 }
 
 /// A minimal TLS 1.1 ClientHello (RSA/AES-128-CBC-SHA and ECDHE-RSA-AES128-SHA).
@@ -368,4 +368,42 @@ fn certificate_errors_name_the_field() {
     );
     let text = gatehouse::config::ConfigErrors(errs.clone()).to_string();
     assert!(text.contains("kong.yml:3:"), "{text}");
+}
+
+#[test]
+fn the_command_starts_the_tls_listener_when_there_are_certificates() {
+    let pki = Pki::new();
+    let a = pki.leaf(&["a.test"]);
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n  - paths: [/]\ncertificates:\n- cert: {}\n  key: {}\n",
+        q(&a.cert),
+        q(&a.key)
+    );
+    let file = crate::cli::write(&yaml);
+    let field = |line: &str| {
+        line.split("proxy_tls=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let on = crate::cli::Running::start_with_env(
+        file.path(),
+        &[("GATEHOUSE_PROXY_TLS_LISTEN", "127.0.0.1:0")],
+    );
+    let addr: SocketAddr = field(&on.started).parse().expect("TLS address logged");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stream = rt.block_on(connect(addr, &default_client(&pki), "a.test"));
+    assert_eq!(leaf_of(&stream.expect("handshake")), a.der);
+    on.signal("-TERM");
+    on.assert_exits_cleanly();
+
+    let off =
+        crate::cli::Running::start_with_env(file.path(), &[("GATEHOUSE_PROXY_TLS_LISTEN", "off")]);
+    assert_eq!(field(&off.started), "off");
+    off.signal("-TERM");
+    off.assert_exits_cleanly();
 }
