@@ -10,3 +10,4 @@ pub mod plugins;
 pub mod proxy;
 pub mod router;
 pub mod snapshot;
+pub mod tls;

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the gateway on a declarative configuration file.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a declarative configuration file and print every error found.
     Validate {
         /// The declarative file (YAML or JSON, Kong's `_format_version: "3.0"` format).
@@ -51,6 +51,13 @@ struct RunArgs {
     /// Address of the proxy listener.
     #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "0.0.0.0:8000")]
     proxy_listen: SocketAddr,
+    /// Address of the TLS proxy listener, or `off`. It starts only when the configuration has
+    /// certificates.
+    #[arg(long, env = "GATEHOUSE_PROXY_TLS_LISTEN", default_value = "0.0.0.0:8443", value_parser = parse_listen_or_off)]
+    proxy_tls_listen: ListenOrOff,
+    /// Seconds allowed for a client to complete the TLS handshake.
+    #[arg(long, env = "GATEHOUSE_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    tls_handshake_timeout: u64,
     /// Worker threads (0: one per available core).
     #[arg(long, env = "GATEHOUSE_WORKERS", default_value_t = 0)]
     workers: usize,
@@ -113,6 +120,19 @@ struct RunArgs {
     /// `dns_resolver`). Default: the system's (/etc/resolv.conf, /etc/hosts).
     #[arg(long, env = "GATEHOUSE_DNS_RESOLVER")]
     dns_resolver: Option<String>,
+}
+
+/// A listen address, or `off`.
+#[derive(Clone, Copy)]
+struct ListenOrOff(Option<SocketAddr>);
+
+fn parse_listen_or_off(s: &str) -> Result<ListenOrOff, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(ListenOrOff(None));
+    }
+    s.parse()
+        .map(|a| ListenOrOff(Some(a)))
+        .map_err(|e| format!("{e}: expected ip:port or `off`"))
 }
 
 /// Host-name targets: resolved by DNS, each address a target, rebuilt when answers change.
@@ -195,7 +215,7 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => {
             init_logging();
-            match run(args) {
+            match run(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("gatehouse: {e:#}");
@@ -272,6 +292,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         http::HeaderName::from_bytes(args.real_ip_header.as_bytes()).context("--real-ip-header")?;
     let config = ServerConfig {
         proxy_listen: args.proxy_listen,
+        proxy_tls_listen: args.proxy_tls_listen.0,
+        tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
         workers: args.workers,
         real_ip: RealIpConfig {
             trusted,
@@ -327,7 +349,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let gateway = Gateway::start(config, snapshot)
         .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
-    tracing::info!(proxy = %gateway.proxy_addr(), routes, config = %args.config.display(), "gatehouse started");
+    let proxy_tls = gateway
+        .tls_addr()
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let certificates = gateway.current().certificates.len();
+    tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, certificates, routes, config = %args.config.display(), "gatehouse started");
     let mut changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
     loop {
         if changes.is_none() {

@@ -25,13 +25,7 @@ const META_KEYS: &[&str] = &[
     "_workspace",
 ];
 /// Top-level collections Kong has that this version does not support yet.
-const UNSUPPORTED_COLLECTIONS: &[&str] = &[
-    "certificates",
-    "ca_certificates",
-    "snis",
-    "vaults",
-    "oauth2_credentials",
-];
+const UNSUPPORTED_COLLECTIONS: &[&str] = &["ca_certificates", "vaults", "oauth2_credentials"];
 /// Credential collections, nested in consumers or at the top level.
 const CONSUMER_CREDENTIALS: &[&str] = &[
     JwtSecret::COLLECTION,
@@ -72,6 +66,7 @@ struct Decoder<'a> {
     /// Unresolved references, resolved once every entity is known.
     route_service_refs: Vec<(usize, EntityRef)>,
     target_upstream_refs: Vec<(usize, EntityRef)>,
+    sni_certificate_refs: Vec<(usize, EntityRef)>,
     plugin_refs: Vec<PluginRefs>,
     /// Top-level credentials' consumers: (path, index in its list, reference, parent setter).
     credential_consumer_refs: Vec<(String, usize, EntityRef, SetParent)>,
@@ -101,6 +96,7 @@ pub fn decode(mut src: SourceDoc) -> (ConfigDoc, Vec<ConfigError>) {
         doc: ConfigDoc::default(),
         route_service_refs: Vec::new(),
         target_upstream_refs: Vec::new(),
+        sni_certificate_refs: Vec::new(),
         plugin_refs: Vec::new(),
         credential_consumer_refs: Vec::new(),
         failed: Default::default(),
@@ -151,11 +147,13 @@ impl<'a> Decoder<'a> {
                 "targets" => self.each(key, value, |d, p, v| d.target(p, v, None)),
                 "consumers" => self.each(key, value, |d, p, v| d.consumer(p, v)),
                 "plugins" => self.each(key, value, |d, p, v| d.plugin(p, v, PluginScope::default())),
+                "certificates" => self.each(key, value, |d, p, v| d.certificate(p, v)),
+                "snis" => self.each(key, value, |d, p, v| d.sni(p, v, None)),
                 k if CONSUMER_CREDENTIALS.contains(&k) => self.credentials(k, value, key, None),
                 k if UNSUPPORTED_COLLECTIONS.contains(&k) => self.unsupported(key, k, value),
                 k => self.err(
                     k.to_string(),
-                    format!("unknown top-level field `{k}`; expected one of _format_version, services, routes, upstreams, targets, consumers, plugins, {}", CONSUMER_CREDENTIALS.join(", ")),
+                    format!("unknown top-level field `{k}`; expected one of _format_version, services, routes, upstreams, targets, consumers, plugins, certificates, snis, {}", CONSUMER_CREDENTIALS.join(", ")),
                 ),
             }
         }
@@ -382,6 +380,57 @@ impl<'a> Decoder<'a> {
         });
     }
 
+    fn certificate(&mut self, path: String, value: &Value) {
+        let (c, children) = self.entity::<Certificate>(&path, value, &["snis"]);
+        let Some(item) = c else { return };
+        let idx = self.doc.certificates.len();
+        self.doc.certificates.push(Located {
+            path: path.clone(),
+            item,
+            parent: None,
+        });
+        if let Some(snis) = children.get("snis") {
+            let p = format!("{path}.snis");
+            self.each(&p, snis, |d, p, v| d.sni(p, v, Some(idx)));
+        }
+    }
+
+    /// An SNI: nested in the certificate with index `certificate` (a bare name or an entity),
+    /// or at the top level naming its certificate.
+    fn sni(&mut self, path: String, value: &Value, certificate: Option<usize>) {
+        let item = match (value, certificate) {
+            (Value::String(name), Some(_)) => Sni {
+                id: None,
+                name: name.clone(),
+                bare: true,
+                certificate: None,
+                tags: Vec::new(),
+                created_at: None,
+                updated_at: None,
+            },
+            _ => {
+                let (s, _) = self.entity::<Sni>(&path, value, &[]);
+                let Some(item) = s else { return };
+                item
+            }
+        };
+        let idx = self.doc.snis.len();
+        match (certificate, &item.certificate) {
+            (Some(_), Some(_)) => self.err(
+                format!("{path}.certificate"),
+                "must not be set on an SNI nested in a certificate",
+            ),
+            (None, Some(r)) => self.sni_certificate_refs.push((idx, r.clone())),
+            (None, None) => self.err(path.clone(), "a top-level SNI must name its `certificate`"),
+            (Some(_), None) => {}
+        }
+        self.doc.snis.push(Located {
+            path,
+            item,
+            parent: certificate,
+        });
+    }
+
     fn consumer(&mut self, path: String, value: &Value) {
         let mut nested = vec!["plugins", "oauth2_credentials"];
         nested.extend_from_slice(CONSUMER_CREDENTIALS);
@@ -539,6 +588,13 @@ impl<'a> Decoder<'a> {
             let path = format!("{}.upstream", self.doc.targets[idx].path);
             if let Some(u) = self.resolve(&upstreams, &r, path, "upstream") {
                 self.doc.targets[idx].parent = Some(u);
+            }
+        }
+        let certificates = keys(&self.doc.certificates, |c| (c.id.clone(), None));
+        for (idx, r) in std::mem::take(&mut self.sni_certificate_refs) {
+            let path = format!("{}.certificate", self.doc.snis[idx].path);
+            if let Some(c) = self.resolve(&certificates, &r, path, "certificate") {
+                self.doc.snis[idx].parent = Some(c);
             }
         }
         for (path, idx, r, set_parent) in std::mem::take(&mut self.credential_consumer_refs) {

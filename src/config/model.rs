@@ -504,6 +504,54 @@ pub struct PluginScope {
     pub consumer: Option<usize>,
 }
 
+/// Kong `certificates`: a certificate chain and its private key (PEM, inline), served on the
+/// TLS listener to clients asking for one of its SNIs (or by default). The SNIs are given in a
+/// nested `snis` list or as top-level `snis` entities naming the certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The certificate chain, leaf first (PEM).
+    pub cert: String,
+    /// The leaf's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// An alternate chain of another key type (an ECDSA one beside an RSA one, say).
+    #[serde(default)]
+    pub cert_alt: Option<String>,
+    #[serde(default)]
+    pub key_alt: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+/// Kong `snis`: a server name (exact, or with a leftmost or rightmost `*` label) served with a
+/// certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sni {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    /// Set when declared as a bare name in a certificate's `snis` (errors about the name then
+    /// point at the entry itself).
+    #[serde(skip)]
+    pub bare: bool,
+    /// The certificate (by id); set only at the top level.
+    #[serde(default)]
+    pub certificate: Option<EntityRef>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
 /// The canonical, flattened configuration document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConfigDoc {
@@ -519,6 +567,9 @@ pub struct ConfigDoc {
     pub consumers: Vec<Located<Consumer>>,
     pub credentials: Credentials,
     pub plugins: Vec<(Located<Plugin>, PluginScope)>,
+    pub certificates: Vec<Located<Certificate>>,
+    /// `parent` is the index of the SNI's certificate.
+    pub snis: Vec<Located<Sni>>,
 }
 
 /// A small ordered map `name -> [values]` that accepts Kong's shapes: a map of lists, a map of

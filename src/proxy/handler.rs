@@ -49,10 +49,18 @@ pub struct ConnState {
     pub local_port_value: HeaderValue,
     pub id: u64,
     pub requests: AtomicU64,
+    /// Whether the connection came through the TLS listener (the request's scheme is `https`).
+    pub tls: bool,
 }
 
 impl ConnState {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, local: SocketAddr, id: u64) -> ConnState {
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        id: u64,
+        tls: bool,
+    ) -> ConnState {
         ConnState {
             peer_ip_value: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
@@ -62,6 +70,7 @@ impl ConnState {
             local,
             id,
             requests: AtomicU64::new(0),
+            tls,
         }
     }
 }
@@ -156,11 +165,21 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         }
     };
     let route = &snap.routes[route_idx];
+    if conn.tls && !route.allows_https {
+        // A route for plain HTTP only does not match requests made over TLS.
+        return Box::pin(respond_unrouted(
+            &snap.global_chain,
+            &mut ctx,
+            &mut parts,
+            ProxyError::NoRoute,
+        ))
+        .await;
+    }
     ctx.route = Some(route_idx);
     ctx.service = route.service;
     ctx.path = fwd_path.clone();
 
-    if !route.allows_http {
+    if !route.allows_http && !conn.tls {
         let resp = https_required(route.https_redirect, &parts);
         return finish(&route.chain, &mut ctx, resp);
     }
@@ -255,7 +274,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
                 .then(|| HeaderValue::from_str(&ctx.client_ip.to_string()).ok())
                 .flatten(),
             peer_trusted,
-            scheme: "http",
+            scheme: if conn.tls { "https" } else { "http" },
             local_port: &conn.local_port_value,
             host: client_host.as_ref(),
             path: fwd_path,

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::client_ip::RealIpConfig;
@@ -28,6 +29,10 @@ use crate::snapshot::Snapshot;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub proxy_listen: SocketAddr,
+    /// The TLS listener; it starts only when the configuration has certificates.
+    pub proxy_tls_listen: Option<SocketAddr>,
+    /// Time allowed for a client to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
     pub real_ip: RealIpConfig,
@@ -46,6 +51,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            proxy_tls_listen: None,
+            tls_handshake_timeout: Duration::from_secs(10),
             workers: 0,
             real_ip: RealIpConfig::default(),
             pool: PoolSettings::default(),
@@ -61,6 +68,7 @@ impl Default for ServerConfig {
 pub struct Gateway {
     shared: Arc<Shared>,
     proxy_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// Active health checks of the current configuration's upstreams, off the request path.
@@ -113,6 +121,25 @@ impl Gateway {
         for _ in 1..workers {
             listeners.push(bind_reuseport(proxy_addr)?);
         }
+        let tls_listen = match config.proxy_tls_listen {
+            Some(addr) if snapshot.certificates.is_empty() => {
+                tracing::info!(%addr, "no certificates in the configuration: the TLS listener is not started");
+                None
+            }
+            other => other,
+        };
+        let mut tls_listeners = Vec::new();
+        let mut tls_addr = None;
+        if let Some(addr) = tls_listen {
+            ensure_port_free(addr)?;
+            let first = bind_reuseport(addr)?;
+            let bound = first.local_addr()?;
+            tls_addr = Some(bound);
+            tls_listeners.push(first);
+            for _ in 1..workers {
+                tls_listeners.push(bind_reuseport(bound)?);
+            }
+        }
         let checker = ActiveChecker::start(upstream_health(&snapshot)).map_err(|e| match e {
             crate::health::StartError::Thread(io) => io,
         })?;
@@ -124,10 +151,21 @@ impl Gateway {
             request_buffer_limit: config.request_buffer_limit,
             client_body_timeout: config.client_body_timeout,
         });
+        let acceptor = match tls_addr {
+            Some(_) => Some(TlsAcceptor::from(
+                crate::tls::server_config(shared.clone()).map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
         let (shutdown, _) = watch::channel(false);
         let mut handles = Vec::with_capacity(workers);
+        let mut tls_listeners = tls_listeners.into_iter();
         for (i, listener) in listeners.into_iter().enumerate() {
             let shared = shared.clone();
+            let tls = tls_listeners
+                .next()
+                .zip(acceptor.clone())
+                .map(|(l, a)| (l, a, config.tls_handshake_timeout));
             let rx = shutdown.subscribe();
             let header_timeout = config.header_read_timeout;
             let drain_timeout = config.drain_timeout;
@@ -144,19 +182,35 @@ impl Gateway {
                             return;
                         }
                     };
-                    rt.block_on(accept_loop(
+                    let plain = accept_loop(
                         listener,
-                        shared,
-                        rx,
+                        None,
+                        shared.clone(),
+                        rx.clone(),
                         header_timeout,
                         drain_timeout,
-                    ));
+                    );
+                    let secure = async move {
+                        if let Some((listener, acceptor, handshake_timeout)) = tls {
+                            accept_loop(
+                                listener,
+                                Some((acceptor, handshake_timeout)),
+                                shared,
+                                rx,
+                                header_timeout,
+                                drain_timeout,
+                            )
+                            .await;
+                        }
+                    };
+                    rt.block_on(async { tokio::join!(plain, secure) });
                 })?;
             handles.push(handle);
         }
         Ok(Gateway {
             shared,
             proxy_addr,
+            tls_addr,
             shutdown,
             workers: handles,
             checker,
@@ -166,6 +220,11 @@ impl Gateway {
     /// The address the proxy listens on (useful with port 0).
     pub fn proxy_addr(&self) -> SocketAddr {
         self.proxy_addr
+    }
+
+    /// The address the TLS listener listens on, when it started.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The configuration serving now.
@@ -189,8 +248,39 @@ impl Gateway {
     }
 }
 
+/// Serve HTTP/1.1 on an accepted connection until it closes or the gateway drains.
+async fn serve<I>(
+    io: I,
+    conn: Arc<ConnState>,
+    builder: &http1::Builder,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
+    });
+    let served = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        r = served.as_mut() => r,
+        _ = stop.changed() => {
+            // Draining: finish the exchange in flight, then close.
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Accept connections on one listener: plain HTTP, or TLS when `tls` gives the acceptor and
+/// the handshake timeout.
 async fn accept_loop(
     listener: std::net::TcpListener,
+    tls: Option<(TlsAcceptor, Duration)>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     header_timeout: Duration,
@@ -217,26 +307,23 @@ async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-                    let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id));
+                    let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id, tls.is_some()));
                     let builder = builder.clone();
                     let mut stop = shutdown.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let conn = conn.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
-                        });
-                        let served = builder.serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(served);
-                        let result = tokio::select! {
-                            r = served.as_mut() => r,
-                            _ = stop.changed() => {
-                                // Draining: finish the exchange in flight, then close.
-                                served.as_mut().graceful_shutdown();
-                                served.await
-                            }
+                        let Some((acceptor, handshake_timeout)) = tls else {
+                            serve(stream, conn, &builder, stop).await;
+                            return;
                         };
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, "client connection ended with an error");
+                        let handshake = tokio::select! {
+                            r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
+                            _ = stop.changed() => return,
+                        };
+                        match handshake {
+                            Ok(Ok(stream)) => serve(stream, conn, &builder, stop).await,
+                            Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
                         }
                     });
                 }

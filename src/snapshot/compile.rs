@@ -259,6 +259,16 @@ pub fn compile_with_addresses(
         routes.push(rt);
     }
 
+    let certificates =
+        crate::tls::compile_certificates(&doc, &mut |path, message| errors.push(path, message));
+    check_unique(
+        &mut errors,
+        "id",
+        doc.certificates
+            .iter()
+            .map(|c| (&c.path, c.item.id.as_deref())),
+    );
+
     if !errors.list.is_empty() {
         let mut list = errors.list;
         list.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
@@ -308,6 +318,7 @@ pub fn compile_with_addresses(
         global_chain,
         plugins: instances,
         consumers,
+        certificates: Arc::new(certificates),
         doc,
     })
 }
@@ -446,6 +457,7 @@ fn compile_route(
         preserve_host: r.preserve_host,
         path_handling,
         allows_http: r.protocols.iter().any(|p| p == "http"),
+        allows_https: r.protocols.iter().any(|p| p == "https"),
         https_redirect,
         chain,
         needs_request_body,

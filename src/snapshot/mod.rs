@@ -80,6 +80,8 @@ pub struct Snapshot {
     /// (resolved when a request's consumer has plugins of its own).
     pub plugins: Vec<(PluginScopeKey, Arc<PluginInstance>)>,
     pub consumers: Arc<Consumers>,
+    /// Certificates of the TLS listener, by SNI.
+    pub certificates: Arc<crate::tls::CertStore>,
     /// The document this snapshot was compiled from (for export and diffing).
     pub doc: ConfigDoc,
 }
@@ -93,6 +95,8 @@ pub struct RouteRt {
     pub path_handling: PathHandling,
     /// False when the route's `protocols` exclude plain `http`.
     pub allows_http: bool,
+    /// False when the route's `protocols` exclude `https` (not served on the TLS listener).
+    pub allows_https: bool,
     /// Kong's `https_redirect_status_code` (426, or a redirect status).
     pub https_redirect: StatusCode,
     pub chain: Chain,

@@ -108,6 +108,8 @@ fn version_and_help() {
 pub(crate) struct Running {
     child: std::process::Child,
     pub(crate) addr: String,
+    /// The start-up log line.
+    pub(crate) started: String,
     logs: std::sync::mpsc::Receiver<String>,
 }
 
@@ -139,6 +141,7 @@ impl Running {
         let mut running = Running {
             child,
             addr: String::new(),
+            started: String::new(),
             logs,
         };
         // The start-up line names the bound address.
@@ -149,6 +152,7 @@ impl Running {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or("")
             .to_string();
+        running.started = line;
         running
     }
 

@@ -9,6 +9,8 @@ use gatehouse::snapshot::Snapshot;
 pub struct TestGateway {
     gateway: Option<Gateway>,
     pub addr: SocketAddr,
+    /// The TLS listener, when asked for and the configuration has certificates.
+    pub tls_addr: Option<SocketAddr>,
 }
 
 /// Compile YAML or panic with every error.
@@ -22,22 +24,45 @@ impl TestGateway {
         Self::start_with(yaml, ServerConfig::default())
     }
 
-    /// Start on `yaml` with these node settings (the listen address is always `127.0.0.1:0`).
+    /// Start on `yaml` with one worker and a TLS listener on `127.0.0.1:0`.
+    pub fn start_tls(yaml: &str) -> TestGateway {
+        Self::start_with(
+            yaml,
+            ServerConfig {
+                proxy_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..ServerConfig::default()
+            },
+        )
+    }
+
+    /// Start on `yaml` with these node settings (the listen address is always `127.0.0.1:0`,
+    /// and so is the TLS one when set).
     pub fn start_with(yaml: &str, mut config: ServerConfig) -> TestGateway {
         config.proxy_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        if config.proxy_tls_listen.is_some() {
+            config.proxy_tls_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         if config.workers == 0 {
             config.workers = 1;
         }
         let gateway = Gateway::start(config, snapshot(yaml)).expect("start gateway");
         let addr = gateway.proxy_addr();
+        let tls_addr = gateway.tls_addr();
         TestGateway {
             gateway: Some(gateway),
             addr,
+            tls_addr,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `https://host:port/path` for the TLS listener (the client resolves `host` to it).
+    pub fn tls_url(&self, host: &str, path: &str) -> String {
+        let port = self.tls_addr.map_or(0, |a| a.port());
+        format!("https://{host}:{port}{path}")
     }
 
     /// GET `path` with extra request headers; the body must be JSON.

@@ -20,4 +20,5 @@ mod plugins;
 mod proxying;
 mod routing;
 mod support;
+mod tls;
 mod upstream_selftest;
