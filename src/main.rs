@@ -137,7 +137,10 @@ fn parse_listen_or_off(s: &str) -> Result<ListenOrOff, String> {
 
 /// Host-name targets: resolved by DNS, each address a target, rebuilt when answers change.
 struct Dns {
-    resolver: Arc<Resolver>,
+    config: DnsConfig,
+    /// Built when the first host-name target appears (a configuration without any needs no
+    /// resolver, nor a readable /etc/resolv.conf).
+    resolver: Option<Arc<Resolver>>,
     watcher: Option<Watcher>,
 }
 
@@ -153,11 +156,20 @@ impl Dns {
                 w.set_names(&names);
                 w
             }
-            None => self.watcher.insert(Watcher::start(
-                self.resolver.clone(),
-                rt.handle().clone(),
-                &names,
-            )),
+            None => {
+                let resolver = match &self.resolver {
+                    Some(r) => r.clone(),
+                    None => match Resolver::new(self.config.clone()) {
+                        Ok(r) => self.resolver.insert(Arc::new(r)).clone(),
+                        Err(e) => {
+                            tracing::error!(error = %e, "no DNS resolver: target host names are resolved when connecting");
+                            return;
+                        }
+                    },
+                };
+                self.watcher
+                    .insert(Watcher::start(resolver, rt.handle().clone(), &names))
+            }
         };
         let addresses = watcher.addresses().clone();
         rt.block_on(async {
@@ -329,7 +341,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => DnsConfig::default(),
     };
     let mut dns = Dns {
-        resolver: Arc::new(Resolver::new(dns_config).context("DNS resolver")?),
+        config: dns_config,
+        resolver: None,
         watcher: None,
     };
     dns.watch(&rt, gatehouse::snapshot::target_host_names(&snapshot.doc));
