@@ -343,3 +343,20 @@ async fn websocket_over_the_tls_listener() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["x-forwarded-proto"], "https");
 }
+
+#[tokio::test]
+async fn an_upstream_silent_after_the_handshake_request_is_a_504() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://{}\n  read_timeout: 300\n  routes:\n  - paths: [/ws]\n",
+        up.addr()
+    ));
+    // `/hang` never answers: the wait for the 101 is bounded by `read_timeout`.
+    let started = Instant::now();
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    match open(tcp, &format!("ws://{}/ws/hang", gw.addr), &[]).await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status(), 504),
+        other => panic!("expected 504, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
