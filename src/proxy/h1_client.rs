@@ -5,8 +5,9 @@
 //! hyper's client, which writes the body while reading the response.
 //!
 //! Limits: response heads larger than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`]
-//! fields are rejected (502); `101 Switching Protocols` is not supported here; trailers of a
-//! chunked response are read and dropped.
+//! fields are rejected (502); `101 Switching Protocols` is refused by [`H1Conn::send`] and
+//! handed back with its connection by [`H1Conn::send_upgrade`] (WebSocket pass-through);
+//! trailers of a chunked response are read and dropped.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -110,10 +111,33 @@ impl H1Conn {
     /// common case writes it in one non-blocking call and arms no timer); the caller bounds the
     /// wait for the response head.
     pub async fn send(
-        mut self,
+        self,
         head: &http::request::Parts,
         write_timeout: std::time::Duration,
     ) -> Result<(http::response::Parts, H1Body), H1Error> {
+        match self.exchange(head, write_timeout, false).await? {
+            Answer::Response(parts, body) => Ok((parts, body)),
+            Answer::Switched(..) => Err(H1Error::Invalid("protocol upgrade is not supported")),
+        }
+    }
+
+    /// Send an upgrade request head (no body) and read the response head: `101 Switching
+    /// Protocols` hands back the connection itself, with any bytes the upstream sent past its
+    /// response head; any other answer comes back as a response with its body.
+    pub async fn send_upgrade(
+        self,
+        head: &http::request::Parts,
+        write_timeout: std::time::Duration,
+    ) -> Result<Answer, H1Error> {
+        self.exchange(head, write_timeout, true).await
+    }
+
+    async fn exchange(
+        mut self,
+        head: &http::request::Parts,
+        write_timeout: std::time::Duration,
+        upgrade: bool,
+    ) -> Result<Answer, H1Error> {
         let mut out = Vec::with_capacity(256 + head.headers.len() * 48);
         out.extend_from_slice(head.method.as_str().as_bytes());
         out.push(b' ');
@@ -174,7 +198,11 @@ impl H1Conn {
             parts.headers = build_headers(&head_bytes, &parsed.fields)?;
             if parts.status.is_informational() {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-                    return Err(H1Error::Invalid("protocol upgrade is not supported"));
+                    if !upgrade {
+                        return Err(H1Error::Invalid("protocol upgrade is not supported"));
+                    }
+                    let rest = self.buf.split().freeze();
+                    return Ok(Answer::Switched(parts, self.stream, rest));
                 }
                 continue; // 100 Continue, 103 Early Hints: wait for the final response.
             }
@@ -192,9 +220,17 @@ impl H1Conn {
                 keep_alive,
                 chunk: ChunkState::Size,
             };
-            return Ok((parts, body));
+            return Ok(Answer::Response(parts, body));
         }
     }
+}
+
+/// What an upstream answered to a request head.
+pub enum Answer {
+    /// A final response, its body still to be read.
+    Response(http::response::Parts, H1Body),
+    /// `101 Switching Protocols`: the connection, and the bytes already read past the head.
+    Switched(http::response::Parts, TcpStream, Bytes),
 }
 
 /// Byte ranges of one header field inside the response head.

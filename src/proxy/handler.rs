@@ -1,6 +1,7 @@
 //! One request's journey: normalise → route → (read the body, on routes whose plugins need it)
 //! → request-phase plugins → upstream (with retries on connect failure) → response-phase
-//! plugins → stream back. See `docs/architecture.md`.
+//! plugins → stream back. WebSocket handshakes take the same road up to the upstream, then
+//! [`super::upgrade`]. See `docs/architecture.md`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use tokio_util::task::TaskTracker;
 
 use super::balance::{Attempts, NewCookie, request_hash};
 use super::body::{ProxyBody, RequestBody, UpstreamBody, read_limited};
@@ -22,6 +24,7 @@ use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
+use super::upgrade::{self, Handshake};
 use crate::health::Outcome;
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
@@ -51,6 +54,9 @@ pub struct ConnState {
     pub requests: AtomicU64,
     /// Whether the connection came through the TLS listener (the request's scheme is `https`).
     pub tls: bool,
+    /// The listener's connection tasks: upgraded (WebSocket) connections are bridged on tasks
+    /// tracked here, so that a graceful shutdown waits for them too.
+    pub tasks: TaskTracker,
 }
 
 impl ConnState {
@@ -60,6 +66,7 @@ impl ConnState {
         local: SocketAddr,
         id: u64,
         tls: bool,
+        tasks: TaskTracker,
     ) -> ConnState {
         ConnState {
             peer_ip_value: HeaderValue::from_str(&peer.ip().to_string())
@@ -71,14 +78,19 @@ impl ConnState {
             id,
             requests: AtomicU64::new(0),
             tls,
+            tasks,
         }
     }
 }
 
 /// Handle one request from a client connection. Never fails: every error becomes a response.
-pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyBody> {
+pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<ProxyBody> {
     let shared = &*conn.shared;
     let snap = shared.snapshot.load();
+    // A WebSocket handshake: hyper's handle on the connection it will hand over after a 101,
+    // taken before the request is taken apart.
+    let on_upgrade = upgrade::is_websocket(req.method(), req.version(), req.headers())
+        .then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let peer_ip = conn.peer.ip();
     let peer_trusted =
@@ -317,15 +329,30 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         Ok(a) => a,
         Err(e) => return finish(chain, &mut ctx, e.into_response()),
     };
-    let sent = match upstream_body {
-        None => send_lean(&mut attempts, service, parts, set_host, &shared.pool).await,
-        Some(body) => send_upstream(&mut attempts, service, parts, body, set_host, &shared.pool)
-            .await
-            .map(|(resp, conn)| {
-                let (head, incoming) = resp.into_parts();
-                let body = UpstreamBody::new(incoming, conn, service.read_timeout);
-                Response::from_parts(head, ProxyBody::Upstream(body))
-            }),
+    let mut switched = false;
+    let sent = match (on_upgrade, upstream_body) {
+        (Some(on_upgrade), None) => {
+            upgrade::send_handshake(&mut attempts, service, parts, set_host, &shared.pool)
+                .await
+                .map(|answer| match answer {
+                    Handshake::Switched { head, stream, rest } => {
+                        switched = true;
+                        upgrade::bridge(&conn.tasks, on_upgrade, stream, rest);
+                        upgrade::switching_response(head)
+                    }
+                    Handshake::Refused(resp) => resp,
+                })
+        }
+        (_, None) => send_lean(&mut attempts, service, parts, set_host, &shared.pool).await,
+        (_, Some(body)) => {
+            send_upstream(&mut attempts, service, parts, body, set_host, &shared.pool)
+                .await
+                .map(|(resp, conn)| {
+                    let (head, incoming) = resp.into_parts();
+                    let body = UpstreamBody::new(incoming, conn, service.read_timeout);
+                    Response::from_parts(head, ProxyBody::Upstream(body))
+                })
+        }
     };
     if let Some(admitted) = admitted {
         match &sent {
@@ -336,6 +363,13 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnState) -> Response<ProxyB
         }
     }
     match sent {
+        Ok(mut resp) if switched => {
+            // Headers made for the client already (see `upgrade::switching_response`).
+            if let Some(NewCookie(cookie)) = new_cookie {
+                resp.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            finish(chain, &mut ctx, resp)
+        }
         Ok(resp) => {
             let (mut head, body) = resp.into_parts();
             // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is wrong and must not be
@@ -488,7 +522,7 @@ fn upstream_of<'s>(snap: &'s Snapshot, service: &ServiceRt) -> Option<&'s Upstre
 }
 
 /// The `Host` for a request to `target`: the upstream's `host_header` if set, else the target's.
-fn host_for(target: &TargetAddr, upstream_host: Option<&HeaderValue>) -> HeaderValue {
+pub(super) fn host_for(target: &TargetAddr, upstream_host: Option<&HeaderValue>) -> HeaderValue {
     upstream_host.unwrap_or(&target.host_header).clone()
 }
 

@@ -11,5 +11,6 @@ pub mod path;
 pub mod pool;
 pub mod retry;
 pub mod server;
+pub mod upgrade;
 
 pub use server::{Gateway, ServerConfig};

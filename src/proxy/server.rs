@@ -261,7 +261,11 @@ async fn serve<I>(
         let conn = conn.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
     });
-    let served = builder.serve_connection(TokioIo::new(io), svc);
+    // With upgrades: a WebSocket handshake answered 101 hands the connection over to the
+    // handler's bridge task (see `upgrade`).
+    let served = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     tokio::pin!(served);
     let result = tokio::select! {
         r = served.as_mut() => r,
@@ -307,7 +311,7 @@ async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-                    let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id, tls.is_some()));
+                    let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id, tls.is_some(), connections.clone()));
                     let builder = builder.clone();
                     let mut stop = shutdown.clone();
                     let tls = tls.clone();

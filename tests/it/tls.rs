@@ -19,19 +19,19 @@ use crate::harness::TestGateway;
 use crate::support::Upstream;
 
 /// A test CA and leaf certificates it signs.
-struct Pki {
+pub(crate) struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A leaf certificate: its DER (to compare with what the server presents) and PEM pair.
-struct Leaf {
+pub(crate) struct Leaf {
     der: CertificateDer<'static>,
-    cert: String,
-    key: String,
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().expect("key");
@@ -40,7 +40,7 @@ impl Pki {
         }
     }
 
-    fn leaf(&self, names: &[&str]) -> Leaf {
+    pub(crate) fn leaf(&self, names: &[&str]) -> Leaf {
         let params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("params");
@@ -60,7 +60,7 @@ impl Pki {
 }
 
 /// A YAML double-quoted scalar (JSON strings are valid YAML).
-fn q(s: &str) -> String {
+pub(crate) fn q(s: &str) -> String {
     serde_json::to_string(s).expect("string")
 }
 
@@ -96,11 +96,11 @@ fn client_config(
     Arc::new(config)
 }
 
-fn default_client(pki: &Pki) -> Arc<ClientConfig> {
+pub(crate) fn default_client(pki: &Pki) -> Arc<ClientConfig> {
     client_config(pki, rustls::DEFAULT_VERSIONS)
 }
 
-async fn connect(
+pub(crate) async fn connect(
     addr: SocketAddr,
     config: &Arc<ClientConfig>,
     name: &str,
