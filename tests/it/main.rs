@@ -22,3 +22,4 @@ mod routing;
 mod support;
 mod tls;
 mod upstream_selftest;
+mod watch;
