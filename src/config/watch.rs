@@ -3,8 +3,10 @@
 //!
 //! The file's directory is watched, not the file: an editor's atomic save renames a new file over
 //! the old one, and Kubernetes swaps a ConfigMap volume's `..data` symlink; a watch on the file
-//! itself would stay on the old inode in both cases. Events are kept when they name the file, or
-//! an entry whose name starts with `..` (the ConfigMap volume's own entries); reads are ignored.
+//! itself would stay on the old inode in both cases. When the file is a symbolic link, the
+//! directory of the file it points to (at start) is watched too. Events are kept when they name
+//! the file (or that target), or an entry whose name starts with `..` (the ConfigMap volume's own
+//! entries); reads are ignored.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,12 +25,19 @@ impl FileWatcher {
     /// events is one message or a few, to be debounced by the receiver. The callback runs on
     /// the watcher's own thread and never blocks.
     pub fn start(path: &Path) -> notify::Result<(FileWatcher, tokio::sync::mpsc::Receiver<()>)> {
-        let dir = watched_dir(path);
-        let name = path.file_name().map(OsString::from).unwrap_or_default();
+        let mut dirs = vec![watched_dir(path)];
+        let mut names: Vec<OsString> = path.file_name().map(OsString::from).into_iter().collect();
+        if let Some(target) = link_target(path) {
+            names.extend(target.file_name().map(OsString::from));
+            let dir = watched_dir(&target);
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
             let relevant = match res {
-                Ok(event) => is_relevant(&event, &name),
+                Ok(event) => names.iter().any(|name| is_relevant(&event, name)),
                 Err(e) => {
                     // The watch may have missed events: check the file anyway.
                     tracing::warn!("configuration file watch: {e}");
@@ -40,8 +49,27 @@ impl FileWatcher {
                 let _ = tx.try_send(());
             }
         })?;
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        for (i, dir) in dirs.iter().enumerate() {
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {}
+                // The file's own directory is required; a link target's is best effort.
+                Err(e) if i > 0 => {
+                    tracing::warn!(dir = %dir.display(), "configuration file watch: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok((FileWatcher { _watcher: watcher }, rx))
+    }
+}
+
+/// Where `path` leads, when it is a symbolic link.
+fn link_target(path: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        std::fs::canonicalize(path).ok()
+    } else {
+        None
     }
 }
 

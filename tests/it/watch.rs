@@ -143,6 +143,42 @@ fn touching_the_file_without_changing_it_reloads_nothing() {
     stop(gw);
 }
 
+/// A Kubernetes ConfigMap volume: `gatehouse.yaml -> ..data/gatehouse.yaml`, `..data -> ..v1`;
+/// an update writes `..v2` and renames a new `..data` symlink over the old one.
+#[test]
+fn a_configmap_volume_update_is_served() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (version, path) in [("..v1", "/a"), ("..v2", "/b")] {
+        std::fs::create_dir(d.join(version)).unwrap();
+        std::fs::write(d.join(version).join("gatehouse.yaml"), route(path)).unwrap();
+    }
+    symlink("..v1", d.join("..data")).unwrap();
+    symlink("..data/gatehouse.yaml", d.join("gatehouse.yaml")).unwrap();
+    let gw = Running::start(&d.join("gatehouse.yaml"));
+    assert_eq!(statuses(&gw, &["/a"]), [200]);
+    symlink("..v2", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    assert_reloaded(&gw);
+    assert_eq!(statuses(&gw, &["/b", "/a"]), [200, 404]);
+    stop(gw);
+}
+
+/// A file that is a symbolic link to a file in another directory: edits to that file count.
+#[test]
+fn an_edit_to_the_target_of_a_symlink_is_served() {
+    let (_target_dir, target) = config_dir(&route("/a"));
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("gatehouse.yaml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let gw = Running::start(&link);
+    std::fs::write(&target, route("/b")).unwrap();
+    assert_reloaded(&gw);
+    assert_eq!(statuses(&gw, &["/b", "/a"]), [200, 404]);
+    stop(gw);
+}
+
 /// Command-line arguments and environment of one `gatehouse run`.
 type Launch<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
 
