@@ -120,7 +120,21 @@ struct RunArgs {
     /// `dns_resolver`). Default: the system's (/etc/resolv.conf, /etc/hosts).
     #[arg(long, env = "GATEHOUSE_DNS_RESOLVER")]
     dns_resolver: Option<String>,
+    /// Reload the declarative file when it changes (written in place, renamed over, or its
+    /// Kubernetes ConfigMap volume updated); `false` leaves reloads to SIGHUP.
+    #[arg(
+        long,
+        env = "GATEHOUSE_WATCH_CONFIG",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    watch_config: bool,
 }
+
+/// Quiet time after the last change to the file before it is read: one save is one reload.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// A listen address, or `off`.
 #[derive(Clone, Copy)]
@@ -242,24 +256,21 @@ fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config:
     gatehouse::snapshot::load_file(path)
 }
 
-/// [`load`], keeping the health of upstream targets in `health` across reloads.
-fn load_with(
-    path: &std::path::Path,
-    health: &HealthRegistry,
-) -> Result<gatehouse::snapshot::Snapshot, config::ConfigErrors> {
-    gatehouse::snapshot::load_file_with(path, health)
-}
-
-/// SIGHUP: read and compile the file again, off the request path; swap it in only if it is valid.
-/// Requests in flight finish on the configuration they started with.
+/// SIGHUP or a change to the file: compile `text`, the file read again, off the request path;
+/// swap it in only if it is valid. Requests in flight finish on the configuration they started
+/// with.
 fn reload(
     gateway: &Gateway,
     path: &std::path::Path,
+    text: Result<String, config::ConfigErrors>,
+    trigger: &str,
     health: &HealthRegistry,
     dns: &mut Dns,
     rt: &tokio::runtime::Runtime,
 ) {
-    let loaded = load_with(path, health).and_then(|snapshot| {
+    let name = path.display().to_string();
+    let loaded = text.and_then(|text| {
+        let snapshot = gatehouse::snapshot::load_str_with(&name, &text, health)?;
         dns.watch(rt, gatehouse::snapshot::target_host_names(&snapshot.doc));
         if dns.watcher.is_none() {
             return Ok(snapshot);
@@ -271,7 +282,7 @@ fn reload(
         Ok(snapshot) => {
             let routes = snapshot.routes.len();
             gateway.swap(snapshot);
-            tracing::info!(routes, config = %path.display(), "configuration reloaded");
+            tracing::info!(routes, trigger, config = %path.display(), "configuration reloaded");
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -279,6 +290,7 @@ fn reload(
             }
             tracing::error!(
                 errors = errors.0.len(),
+                trigger,
                 "configuration rejected; the previous one keeps serving"
             );
         }
@@ -298,7 +310,11 @@ fn init_logging() {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = HealthRegistry::new();
-    let snapshot = load_with(&args.config, &health).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The text last read, so that a change event that leaves it as it was reloads nothing.
+    let mut last_text = config::read_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snapshot =
+        gatehouse::snapshot::load_str_with(&args.config.display().to_string(), &last_text, &health)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let trusted = TrustedProxies::parse(&args.trusted_ips).context("--trusted-ips")?;
     let header =
         http::HeaderName::from_bytes(args.real_ip_header.as_bytes()).context("--real-ip-header")?;
@@ -366,6 +382,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .tls_addr()
         .map_or_else(|| "off".to_string(), |a| a.to_string());
     let certificates = gateway.current().certificates.len();
+    let (_file_watcher, mut file_changes) = if args.watch_config {
+        match config::watch::FileWatcher::start(&args.config) {
+            Ok((watcher, rx)) => (Some(watcher), Some(rx)),
+            Err(e) => {
+                tracing::warn!(config = %args.config.display(), "not watching the configuration file ({e}); SIGHUP still reloads it");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
+    // When the file, changed, has been quiet for WATCH_DEBOUNCE.
+    let mut settle_at: Option<tokio::time::Instant> = None;
     tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, certificates, routes, config = %args.config.display(), "gatehouse started");
     let mut changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
     loop {
@@ -377,6 +406,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Stop,
             Reload,
             Addresses,
+            FileChanged,
+            FileSettled,
         }
         let event = rt.block_on(async {
             let dns_changed = async {
@@ -389,16 +420,72 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let file_changed = async {
+                match file_changes.as_mut() {
+                    Some(rx) => {
+                        if rx.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let file_settled = async {
+                match settle_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = term.recv() => Event::Stop,
                 _ = int.recv() => Event::Stop,
                 _ = hup.recv() => Event::Reload,
                 _ = dns_changed => Event::Addresses,
+                _ = file_changed => Event::FileChanged,
+                _ = file_settled => Event::FileSettled,
             }
         });
         match event {
             Event::Stop => break,
-            Event::Reload => reload(&gateway, &args.config, &health, &mut dns, &rt),
+            Event::Reload => {
+                let text = config::read_file(&args.config);
+                if let Ok(t) = &text {
+                    last_text.clone_from(t);
+                }
+                reload(
+                    &gateway,
+                    &args.config,
+                    text,
+                    "SIGHUP",
+                    &health,
+                    &mut dns,
+                    &rt,
+                );
+            }
+            Event::FileChanged => {
+                settle_at = Some(tokio::time::Instant::now() + WATCH_DEBOUNCE);
+            }
+            Event::FileSettled => {
+                settle_at = None;
+                let text = config::read_file(&args.config);
+                match &text {
+                    Ok(t) if *t == last_text => {
+                        tracing::debug!(config = %args.config.display(), "configuration file unchanged; not reloaded");
+                        continue;
+                    }
+                    Ok(t) => last_text.clone_from(t),
+                    Err(_) => {}
+                }
+                reload(
+                    &gateway,
+                    &args.config,
+                    text,
+                    "file change",
+                    &health,
+                    &mut dns,
+                    &rt,
+                );
+            }
             Event::Addresses => match with_addresses(&gateway.current(), &health, &dns) {
                 Ok(snapshot) => {
                     gateway.swap(snapshot);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod model;
 pub mod source;
 pub mod vault;
+pub mod watch;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::ConfigDoc;

@@ -119,9 +119,19 @@ impl Running {
     }
 
     pub(crate) fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+        Self::start_with(config, &[], env)
+    }
+
+    /// With more command-line `args` after `run -c config`, and `env`.
+    pub(crate) fn start_with(
+        config: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Running {
         let mut child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(config)
+            .args(args)
             .envs(env.iter().copied())
             .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
             .env("GATEHOUSE_LOG", "info")
@@ -156,14 +166,32 @@ impl Running {
         running
     }
 
-    fn wait_for_log(&self, needle: &str) -> String {
+    pub(crate) fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for_log_within(needle, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no log line with {needle}"))
+    }
+
+    /// The first log line containing `needle` within `timeout`, if one comes.
+    pub(crate) fn wait_for_log_within(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
         loop {
-            let line = self
-                .logs
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no log line with {needle}"));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.logs.recv_timeout(left).ok()?;
             if line.contains(needle) {
-                return line;
+                return Some(line);
+            }
+        }
+    }
+
+    /// How many log lines containing `needle` come during `window`.
+    pub(crate) fn count_logs(&self, needle: &str, window: Duration) -> usize {
+        let deadline = std::time::Instant::now() + window;
+        let mut n = 0;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) => n += usize::from(line.contains(needle)),
+                Err(_) => return n,
             }
         }
     }
@@ -189,7 +217,7 @@ impl Running {
     }
 }
 
-async fn get_status(addr: &str, path: &str) -> u16 {
+pub(crate) async fn get_status(addr: &str, path: &str) -> u16 {
     crate::support::client()
         .get(format!("http://{addr}{path}"))
         .send()
@@ -300,7 +328,8 @@ fn sighup_reloads_a_valid_file_and_keeps_serving_on_an_invalid_one() {
         )
     };
     let f = write(&route("/a"));
-    let gw = Running::start(f.path());
+    // SIGHUP alone: the file watch is tested in `watch.rs`.
+    let gw = Running::start_with_env(f.path(), &[("GATEHOUSE_WATCH_CONFIG", "false")]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -22,4 +22,5 @@ mod routing;
 mod support;
 mod tls;
 mod upstream_selftest;
+mod watch;
 mod websocket;
