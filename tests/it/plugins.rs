@@ -1,4 +1,5 @@
-//! The three plugins shipped with the pipeline, and Kong's plugin precedence, end to end.
+//! The pipeline's first plugins (request-termination, correlation-id, request-transformer,
+//! ip-restriction) and Kong's plugin precedence, end to end.
 
 use crate::harness::{TestGateway, json};
 use crate::support::{Upstream, client};
