@@ -302,23 +302,17 @@ async fn hashing_on_a_route_capture_and_retries_elsewhere() {
 #[test]
 fn balancing_config_errors_name_the_field() {
     let text = "_format_version: \"3.0\"\nupstreams:\n- name: a\n  algorithm: fastest\n- name: b\n  algorithm: round-robin\n  hash_on: ip\n- name: c\n  hash_on: header\n- name: d\n  hash_on: cookie\n  hash_on_cookie: s\n  hash_fallback: ip\n- name: e\n  algorithm: consistent-hashing\n  hash_on: ip\n  hash_fallback: ip\n- name: f\n  slots: 5\n";
-    let errors = match gatehouse::snapshot::load_str("kong.yml", text) {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.to_string(),
-    };
-    for expected in [
-        "upstreams[0].algorithm: expected one of: round-robin, least-connections, consistent-hashing, latency, random, ip-hash (got `fastest`)",
-        "upstreams[1].hash_on: hashing applies to algorithm `consistent-hashing`",
-        "upstreams[2].hash_on_header: required when hash_on is `header`",
-        "upstreams[3].hash_fallback: must be `none` when hash_on is `cookie`",
-        "upstreams[4].hash_fallback: must differ from hash_on",
-        "upstreams[5].slots: value should be between 10 and 65536",
-    ] {
-        assert!(
-            errors.contains(expected),
-            "missing `{expected}` in:\n{errors}"
-        );
-    }
+    crate::harness::config_errors(
+        text,
+        &[
+            "upstreams[0].algorithm: expected one of: round-robin, least-connections, consistent-hashing, latency, random, ip-hash (got `fastest`)",
+            "upstreams[1].hash_on: hashing applies to algorithm `consistent-hashing`",
+            "upstreams[2].hash_on_header: required when hash_on is `header`",
+            "upstreams[3].hash_fallback: must be `none` when hash_on is `cookie`",
+            "upstreams[4].hash_fallback: must differ from hash_on",
+            "upstreams[5].slots: value should be between 10 and 65536",
+        ],
+    );
 }
 
 /// A service with `retry_on` and `retry_budget` in front of `backends`.

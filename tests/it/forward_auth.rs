@@ -529,10 +529,7 @@ services:
         address: https://auth.example/verify
         timeout: 0
 "#;
-    let errors = match gatehouse::snapshot::load_str("kong.yml", yaml) {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.to_string(),
-    };
+    let errors = crate::harness::config_errors(yaml, &[]);
     assert!(
         errors.contains("kong.yml:10:")
             && errors.contains(

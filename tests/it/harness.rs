@@ -95,6 +95,19 @@ impl Drop for TestGateway {
     }
 }
 
+/// Compile `yaml` (named `kong.yml`), which must be refused, and check that every `expected`
+/// text is among the errors; returns the errors as printed.
+pub fn config_errors(yaml: &str, expected: &[&str]) -> String {
+    let errors = match gatehouse::snapshot::load_str("kong.yml", yaml) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    for e in expected {
+        assert!(errors.contains(e), "missing `{e}` in:\n{errors}");
+    }
+    errors
+}
+
 /// `{"x": ...}` body of a response as JSON.
 pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.expect("body");
