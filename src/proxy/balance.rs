@@ -16,7 +16,7 @@ use crate::health::Outcome;
 use crate::plugins::{RequestCtx, query};
 use crate::router::Captures;
 use crate::snapshot::UpstreamRt;
-use crate::snapshot::{HashInput, HashPolicy, ServiceRt, ServiceTarget, Snapshot, TargetAddr};
+use crate::snapshot::{HashInput, HashPolicy, ServiceRt, ServiceTarget, TargetAddr};
 
 /// Where the attempts of one request go.
 pub struct Attempts<'s> {
@@ -34,6 +34,7 @@ pub struct Attempts<'s> {
 enum To<'s> {
     Direct(&'s Arc<TargetAddr>),
     Upstream(&'s UpstreamRt),
+    Unavailable,
 }
 
 /// Target indices already tried: a bit set for the first 64, a list beyond.
@@ -69,18 +70,20 @@ impl Tried {
 
 impl<'s> Attempts<'s> {
     /// The attempts of a request to `service`, with its consistent-hashing key if any.
+    /// The attempts of a request to `service`; `upstream` is the service's upstream, when its
+    /// target is one (the caller has looked it up already).
     pub fn new(
-        snap: &'s Snapshot,
         service: &'s ServiceRt,
+        upstream: Option<&'s UpstreamRt>,
         hash: Option<u64>,
-    ) -> Result<Self, ProxyError> {
-        let to = match &service.target {
-            ServiceTarget::Direct(t) => To::Direct(t),
-            ServiceTarget::Upstream(u) => {
-                To::Upstream(snap.upstreams.get(*u).ok_or(ProxyError::NoTargets)?)
-            }
+    ) -> Self {
+        let to = match (upstream, &service.target) {
+            (Some(up), _) => To::Upstream(up),
+            (None, ServiceTarget::Direct(t)) => To::Direct(t),
+            // Not reached: the caller answers 503 when the upstream is missing.
+            (None, ServiceTarget::Upstream(_)) => To::Unavailable,
         };
-        Ok(Attempts {
+        Attempts {
             to,
             hash,
             tried: Tried::default(),
@@ -88,7 +91,7 @@ impl<'s> Attempts<'s> {
             failures: 0,
             retries: service.retries,
             budget: &service.retry_budget,
-        })
+        }
     }
 
     /// The target of the next attempt, and the upstream's `host_header` if it has one.
@@ -98,6 +101,7 @@ impl<'s> Attempts<'s> {
         let up = match self.to {
             To::Direct(t) => return Ok((t, None)),
             To::Upstream(up) => up,
+            To::Unavailable => return Err(ProxyError::NoTargets),
         };
         // A previous attempt that neither failed nor was answered (a stale pooled connection,
         // replayed) is not counted against its target.

@@ -28,7 +28,7 @@ use super::upgrade::{self, Handshake};
 use crate::health::Outcome;
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
-use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt};
+use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
 
 /// State shared by every connection of a running gateway.
 pub struct Shared {
@@ -298,8 +298,15 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
 
     // `preserve_host` keeps the client's Host; otherwise the target's is set per attempt.
     let set_host = !(route.preserve_host && client_host.is_some());
+    let upstream = match &service.target {
+        ServiceTarget::Upstream(u) => match snap.upstreams.get(*u) {
+            Some(up) => Some(up),
+            None => return finish(chain, &mut ctx, ProxyError::NoTargets.into_response()),
+        },
+        ServiceTarget::Direct(_) => None,
+    };
     // Consistent hashing: the key comes from the request as the plugins left it.
-    let (hash, new_cookie) = match upstream_of(&snap, service).and_then(|u| u.hash.as_ref()) {
+    let (hash, new_cookie) = match upstream.and_then(|u| u.hash.as_ref()) {
         Some(policy) => request_hash(
             policy,
             &ctx,
@@ -311,7 +318,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
         None => (None, None),
     };
     // An open breaker or a full upstream answers at once, before any attempt.
-    let admitted = match upstream_of(&snap, service).and_then(|u| u.breaker.as_ref()) {
+    let admitted = match upstream.and_then(|u| u.breaker.as_ref()) {
         None => None,
         Some(breaker) => match breaker.admit() {
             Ok(a) => Some(a),
@@ -325,10 +332,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
         },
     };
     service.retry_budget.request();
-    let mut attempts = match Attempts::new(&snap, service, hash) {
-        Ok(a) => a,
-        Err(e) => return finish(chain, &mut ctx, e.into_response()),
-    };
+    let mut attempts = Attempts::new(service, upstream, hash);
     let mut switched = false;
     let sent = match (on_upgrade, upstream_body) {
         (Some(on_upgrade), None) => {
@@ -511,14 +515,6 @@ fn finish(chain: &Chain, ctx: &mut RequestCtx, resp: Response<ProxyBody>) -> Res
         plugin.on_log(ctx, head.status);
     }
     Response::from_parts(head, body)
-}
-
-/// The upstream a service sends to, if it names one.
-fn upstream_of<'s>(snap: &'s Snapshot, service: &ServiceRt) -> Option<&'s UpstreamRt> {
-    match &service.target {
-        ServiceTarget::Upstream(u) => snap.upstreams.get(*u),
-        ServiceTarget::Direct(_) => None,
-    }
 }
 
 /// The `Host` for a request to `target`: the upstream's `host_header` if set, else the target's.
