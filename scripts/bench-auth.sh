@@ -51,15 +51,9 @@ done
 WORK=$(mktemp -d /tmp/gatehouse-bench-auth.XXXXXX)
 UP_PID=""
 GW_PID=""
-stop() { # stop a process group started with setsid, by its recorded PID
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() { set +e; stop "$GW_PID"; stop "$UP_PID"; rm -rf "$WORK"; }
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+cleanup() { set +e; stop_group "$GW_PID"; stop_group "$UP_PID"; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'trap - EXIT; cleanup; exit 130' INT TERM
 
@@ -70,17 +64,8 @@ fi
 REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
 
 # ------------------------------------------------------------------ upstream
-mkdir -p "$WORK"/upstream-{body,proxy,fastcgi,uwsgi,scgi}
-sed -e "s#@RUNDIR@#$WORK#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-    -e "s#@UPSTREAM_H2_PORT@#$((UPSTREAM_PORT + 1))#g" "$TEMPLATE" > "$WORK/upstream.conf"
-setsid taskset -c "$UPSTREAM_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" \
-  >"$WORK/upstream.log" 2>&1 </dev/null &
-UP_PID=$!
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$UPSTREAM_PORT/" 2>/dev/null && break
-  sleep 0.1
-done
-curl -fsS -o /dev/null "http://127.0.0.1:$UPSTREAM_PORT/" || die "upstream did not start"
+start_upstream "$TEMPLATE" "$WORK" "$UPSTREAM_PORT" "$UPSTREAM_CPU" || die "upstream did not start"
+UP_PID=$UPSTREAM_PID
 
 # ------------------------------------------------------------------ credentials and configs
 SECRET=bench-secret-$(date +%s)
@@ -146,7 +131,7 @@ for round in $(seq 1 "$ROUNDS"); do
     taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${HEADERS[@]}" "$url" >/dev/null
     raw=$WORK/wrk-$v-$round.txt
     taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${HEADERS[@]}" "$url" >"$raw"
-    stop "$GW_PID"; GW_PID=""
+    stop_group "$GW_PID"; GW_PID=""
     rps=$(awk '/^Requests\/sec:/{print $2}' "$raw")
     p99=$(to_ms "$(awk '$1=="99%"{print $2}' "$raw")")
     non2xx=$(awk '/Non-2xx/{print $NF}' "$raw"); non2xx=${non2xx:-0}

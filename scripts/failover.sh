@@ -31,13 +31,8 @@ TEMPLATE=$HARNESS_DIR/conf/upstream-nginx.conf.tmpl
 
 WORK=$(mktemp -d /tmp/gatehouse-failover.XXXXXX)
 PIDS=()
-stop_group() {
-  local pid=$1
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 cleanup() { set +e; for p in "${PIDS[@]}"; do stop_group "$p"; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'trap - EXIT; cleanup; exit 130' INT TERM
@@ -48,16 +43,9 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then (cd "$REPO" && cargo build --release); 
 ports=()
 for i in 0 1 2; do
   port=$((BASE_PORT + 2 * i))
-  dir=$WORK/up$i
-  mkdir -p "$dir"/upstream-{body,proxy,fastcgi,uwsgi,scgi}
-  sed -e "s#@RUNDIR@#$dir#g" -e "s#@UPSTREAM_PORT@#$port#g" \
-      -e "s#@UPSTREAM_H2_PORT@#$((port + 1))#g" "$TEMPLATE" > "$dir/nginx.conf"
-  setsid nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/log" 2>&1 </dev/null &
-  PIDS+=($!)
+  start_upstream "$TEMPLATE" "$WORK/up$i" "$port" || die "backend $i did not start"
+  PIDS+=("$UPSTREAM_PID")
   ports+=("$port")
-done
-for port in "${ports[@]}"; do
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.1; done
 done
 
 cat > "$WORK/gw.yaml" <<YAML

@@ -28,13 +28,8 @@ TEMPLATE=$HARNESS_DIR/conf/upstream-nginx.conf.tmpl
 
 WORK=$(mktemp -d /tmp/gatehouse-reload.XXXXXX)
 PIDS=()
-stop_group() {
-  local pid=$1
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 cleanup() { set +e; for p in "${PIDS[@]}"; do stop_group "$p"; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'trap - EXIT; cleanup; exit 130' INT TERM
@@ -42,12 +37,8 @@ trap 'trap - EXIT; cleanup; exit 130' INT TERM
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then (cd "$REPO" && cargo build --release); fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 
-mkdir -p "$WORK"/upstream-{body,proxy,fastcgi,uwsgi,scgi}
-sed -e "s#@RUNDIR@#$WORK#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-    -e "s#@UPSTREAM_H2_PORT@#$((UPSTREAM_PORT + 1))#g" "$TEMPLATE" > "$WORK/upstream.conf"
-setsid nginx -c "$WORK/upstream.conf" -p "$WORK" >"$WORK/upstream.log" 2>&1 </dev/null &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$UPSTREAM_PORT/" 2>/dev/null && break; sleep 0.1; done
+start_upstream "$TEMPLATE" "$WORK" "$UPSTREAM_PORT" || die "upstream did not start"
+PIDS+=("$UPSTREAM_PID")
 
 # write_config N: /stay plus 50 routes whose names depend on N (so every rewrite adds and
 # removes routes), written atomically (temp file renamed over), as an editor saves.
