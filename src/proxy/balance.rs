@@ -212,14 +212,15 @@ pub fn request_hash(
                 std::net::IpAddr::V6(a) => hash_key(&a.octets()),
             }),
             HashInput::Header(name) => {
-                let mut values = headers.get_all(name).iter().peekable();
-                values.peek()?;
+                let mut values = headers.get_all(name).iter();
+                let first = values.next()?;
+                let Some(second) = values.next() else {
+                    return Some(hash_key(first.as_bytes()));
+                };
                 // Several lines hash as one list, in order.
-                let mut joined = Vec::new();
-                for (n, v) in values.enumerate() {
-                    if n > 0 {
-                        joined.push(b',');
-                    }
+                let mut joined = first.as_bytes().to_vec();
+                for v in std::iter::once(second).chain(values) {
+                    joined.push(b',');
                     joined.extend_from_slice(v.as_bytes());
                 }
                 Some(hash_key(&joined))
