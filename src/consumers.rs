@@ -172,14 +172,6 @@ impl Consumers {
     pub fn find(&self, key: &str) -> Option<usize> {
         self.by_key.get(key).copied()
     }
-
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
 }
 
 /// The id of a credential: its configured `id`, or one derived from its kind, its consumer and

@@ -44,11 +44,7 @@ impl WeightedRoundRobin {
 
     /// The next target index, or `None` when no target has a weight above 0.
     pub fn pick(&self) -> Option<usize> {
-        if self.cycle.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.cycle.get(i % self.cycle.len()).map(|&t| t as usize)
+        self.pick_usable(|_| true)
     }
 
     /// The next usable target: the cycle's next slot, or when `usable` rejects it, a walk

@@ -348,12 +348,4 @@ impl KeyIndex {
     pub fn lookup(&self, key: &[u8]) -> Option<&KeyCredential> {
         self.by_key.get(key)
     }
-
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
 }
