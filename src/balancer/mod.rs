@@ -19,8 +19,8 @@ pub mod random;
 mod rng;
 pub mod round_robin;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use consistent_hashing::HashRing;
@@ -77,33 +77,45 @@ enum Picker {
     Random(WeightedRandom),
 }
 
-/// One target's shared counters, on a cache line of its own so that requests to different
-/// targets on different cores do not contend.
+/// One target's load: requests in flight and the latency estimate. On a cache line of its own
+/// so that requests to different targets on different cores do not contend.
+///
+/// A load record belongs to a target, not to a balancer: the configuration's compiler hands the
+/// same record to every balancer built for that target (see
+/// [`HealthRegistry`](crate::health::HealthRegistry)), so in-flight counts and latency averages
+/// survive reloads, and requests started under the old configuration still count under the new.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct TargetState {
+pub struct TargetLoad {
     in_flight: AtomicU32,
     latency: PeakEwma,
 }
 
-/// State shared by a balancer and the [`InFlight`] guards it handed out.
+impl TargetLoad {
+    /// Requests started on this target and not yet finished or dropped.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Milliseconds on the process-wide clock of the latency estimates (one origin for every
+/// balancer, since load records outlive the balancers that use them). Wrapping every ~49 days
+/// is accounted for by the estimates.
+fn now_ms(now: Instant) -> u32 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    now.saturating_duration_since(epoch).as_millis() as u32
+}
+
+/// The targets' load records, shared by a balancer and the [`InFlight`] guards it handed out.
 #[derive(Debug)]
 struct Shared {
-    targets: Box<[TargetState]>,
-    /// Origin of the millisecond stamps of the latency estimates.
-    epoch: Instant,
+    targets: Box<[Arc<TargetLoad>]>,
 }
 
 impl Shared {
-    fn now_ms(&self, now: Instant) -> u32 {
-        // Wrapping every ~49 days is accounted for by the estimates.
-        now.saturating_duration_since(self.epoch).as_millis() as u32
-    }
-
     fn in_flight(&self, i: usize) -> u32 {
-        self.targets
-            .get(i)
-            .map_or(0, |t| t.in_flight.load(Ordering::Relaxed))
+        self.targets.get(i).map_or(0, |t| t.in_flight())
     }
 }
 
@@ -146,10 +158,19 @@ impl Balancer {
             algorithm,
             picker,
             shared: Arc::new(Shared {
-                targets: targets.iter().map(|_| TargetState::default()).collect(),
-                epoch: Instant::now(),
+                targets: targets.iter().map(|_| Arc::default()).collect(),
             }),
         }
+    }
+
+    /// Count on existing load records (`loads[i]` for target `i`), e.g. those of the same
+    /// targets under the previous configuration; missing records start empty. Meant for a
+    /// balancer not yet in use: guards handed out before keep the records they started on.
+    pub fn adopt_loads(&mut self, mut loads: Vec<Arc<TargetLoad>>) {
+        loads.resize_with(self.shared.targets.len(), Arc::default);
+        self.shared = Arc::new(Shared {
+            targets: loads.into_boxed_slice(),
+        });
     }
 
     /// The algorithm this balancer runs.
@@ -175,7 +196,7 @@ impl Balancer {
     /// The latency estimate of target `i` now (`None` before its first sample, or for the
     /// algorithms other than `latency`, which record none).
     pub fn latency_estimate(&self, i: usize) -> Option<Duration> {
-        let now = self.shared.now_ms(Instant::now());
+        let now = now_ms(Instant::now());
         let ns = self.shared.targets.get(i)?.latency.estimate(now)?;
         Some(Duration::from_nanos(ns as u64))
     }
@@ -220,7 +241,7 @@ impl Balancer {
                 None => round_robin(rr, &usable),
             },
             Picker::Latency(p2c) => {
-                let now = shared.now_ms(Instant::now());
+                let now = now_ms(Instant::now());
                 p2c.pick(
                     |i| {
                         shared.targets.get(i).map_or(
@@ -295,7 +316,7 @@ impl InFlight {
         };
         if let Some(started) = self.started {
             let now = Instant::now();
-            let at = self.shared.now_ms(now);
+            let at = now_ms(now);
             let sample = match elapsed {
                 Some(e) => e.as_nanos() as f64,
                 None => {

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 
 use super::config::{CheckType, Healthchecks, secs};
+use crate::balancer::TargetLoad;
 use crate::snapshot::TargetAddr;
 
 /// Bit set in the state word while the target is unhealthy (0, the initial word, is healthy).
@@ -240,6 +241,9 @@ pub struct TargetState {
     restored_at: AtomicU64,
     /// The configuration the state was built under: a changed one starts afresh.
     config: ArcSwap<Healthchecks>,
+    /// The balancer's record of the target's load, kept here so that it survives reloads
+    /// with the rest of the target's state (and is not reset with the health counters).
+    load: Arc<TargetLoad>,
 }
 
 impl TargetState {
@@ -252,7 +256,13 @@ impl TargetState {
             ejections: AtomicU32::new(0),
             restored_at: AtomicU64::new(0),
             config: ArcSwap::new(config),
+            load: Arc::default(),
         }
+    }
+
+    /// The target's load record, for its upstream's balancer.
+    pub fn load(&self) -> &Arc<TargetLoad> {
+        &self.load
     }
 
     /// Healthy, or unhealthy with an ejection that has ended (which brings it back).

@@ -287,6 +287,15 @@ pub fn compile_with_addresses(
                 .cloned()
                 .zip(up.health.targets.iter().map(|t| t.weight)),
         );
+        // The targets' load records come with their state, so that in-flight counts and
+        // latency averages carry over from the previous configuration.
+        up.balancer.adopt_loads(
+            up.health
+                .targets
+                .iter()
+                .map(|t| t.state.load().clone())
+                .collect(),
+        );
     }
     // Routes of disabled services are not routed (Kong's behaviour), but keep their indices.
     let mut router = RouterBuilder::new();

@@ -180,3 +180,72 @@ pub struct HashPolicy {
     pub on: HashInput,
     pub fallback: Option<HashInput>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config(algorithm: &str, extra_route: bool) -> String {
+        let extra = if extra_route {
+            "\n      - name: extra\n        paths: [/extra]"
+        } else {
+            ""
+        };
+        format!(
+            r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    algorithm: {algorithm}
+    targets:
+      - target: 127.0.0.1:9001
+      - target: 127.0.0.1:9002
+services:
+  - name: s
+    host: pool
+    routes:
+      - name: r
+        paths: [/]{extra}
+"#
+        )
+    }
+
+    /// A reload that keeps an upstream's targets keeps their load records: requests started
+    /// under the old configuration still count in flight under the new one, and latency
+    /// averages carry over.
+    #[test]
+    fn balancer_load_survives_a_reload() {
+        let health = crate::health::HealthRegistry::new();
+        let old = load_str_with("old.yaml", &config("least-connections", false), &health)
+            .expect("old config");
+        let b = &old.upstreams[0].balancer;
+        let busy = b.start(0);
+        assert_eq!(b.in_flight(0), 1);
+
+        let new = load_str_with("new.yaml", &config("least-connections", true), &health)
+            .expect("new config");
+        let nb = &new.upstreams[0].balancer;
+        assert_eq!(nb.in_flight(0), 1, "the request in flight still counts");
+        // Least-connections sends new work to the idle target.
+        assert_eq!(nb.pick(None, |_| true), Some(1));
+        drop(old);
+        busy.finish(Duration::from_millis(5));
+        assert_eq!(nb.in_flight(0), 0);
+
+        // Latency estimates carry over too, even when the algorithm changes.
+        let lat = load_str_with("lat.yaml", &config("latency", false), &health).expect("latency");
+        lat.upstreams[0]
+            .balancer
+            .start(1)
+            .finish(Duration::from_millis(40));
+        let again = load_str_with("lat2.yaml", &config("latency", true), &health).expect("again");
+        let estimate = again.upstreams[0].balancer.latency_estimate(1);
+        assert!(
+            estimate.is_some_and(|e| e >= Duration::from_millis(30)),
+            "{estimate:?}"
+        );
+        // A fresh registry (a new process) starts from nothing.
+        let fresh = load_str("fresh.yaml", &config("latency", false)).expect("fresh");
+        assert_eq!(fresh.upstreams[0].balancer.latency_estimate(1), None);
+    }
+}
