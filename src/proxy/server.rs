@@ -29,7 +29,7 @@ use crate::snapshot::Snapshot;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub proxy_listen: SocketAddr,
-    /// The TLS listener; it starts only when the configuration has certificates.
+    /// The TLS listener (`None`: off). Without certificates it refuses handshakes.
     pub proxy_tls_listen: Option<SocketAddr>,
     /// Time allowed for a client to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
@@ -121,16 +121,16 @@ impl Gateway {
         for _ in 1..workers {
             listeners.push(bind_reuseport(proxy_addr)?);
         }
-        let tls_listen = match config.proxy_tls_listen {
-            Some(addr) if snapshot.certificates.is_empty() => {
-                tracing::info!(%addr, "no certificates in the configuration: the TLS listener is not started");
-                None
-            }
-            other => other,
-        };
+        // The TLS listener starts even without certificates (handshakes are refused until a
+        // reload brings one), so that adding the first certificate needs no restart.
+        if config.proxy_tls_listen.is_some() && snapshot.certificates.is_empty() {
+            tracing::info!(
+                "no certificates yet: TLS handshakes are refused until a configuration adds one"
+            );
+        }
         let mut tls_listeners = Vec::new();
         let mut tls_addr = None;
-        if let Some(addr) = tls_listen {
+        if let Some(addr) = config.proxy_tls_listen {
             ensure_port_free(addr)?;
             let first = bind_reuseport(addr)?;
             let bound = first.local_addr()?;

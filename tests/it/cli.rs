@@ -132,6 +132,8 @@ impl Running {
             .args(["run", "-c"])
             .arg(config)
             .args(args)
+            // Tests run side by side: no fixed TLS port unless a test asks for one.
+            .env("GATEHOUSE_PROXY_TLS_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
             .env("GATEHOUSE_LOG", "info")

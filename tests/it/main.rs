@@ -18,6 +18,7 @@ mod jwt;
 mod jwt_signer;
 mod plugins;
 mod proxying;
+mod reload;
 mod routing;
 mod support;
 mod tls;

@@ -303,15 +303,31 @@ async fn reload_changes_certificates() {
 }
 
 #[tokio::test]
-async fn no_certificates_no_tls_listener() {
+async fn tls_listener_without_certificates_refuses_until_a_reload_adds_one() {
     let up = Upstream::start().await;
+    let pki = Pki::new();
     let yaml = format!(
         "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://{}\n  routes:\n  - paths: [/]\n",
         up.addr()
     );
     let gw = TestGateway::start_tls(&yaml);
-    assert!(gw.tls_addr.is_none());
+    let addr = gw
+        .tls_addr
+        .expect("the TLS listener starts without certificates");
     assert_eq!(gw.get("/", &[]).await.status, 200);
+    assert!(
+        connect(addr, &default_client(&pki), "a.test")
+            .await
+            .is_err(),
+        "no certificate to present: the handshake is refused"
+    );
+    let leaf = pki.leaf(&["a.test"]);
+    gw.swap(&config(&up, &[(&leaf, &["a.test"])]));
+    let stream = connect(addr, &default_client(&pki), "a.test")
+        .await
+        .expect("handshake once a certificate is configured");
+    assert_eq!(leaf_of(&stream), leaf.der);
+    assert_eq!(get(stream, &gw.tls_url("a.test", "/any")).await.0, 200);
 }
 
 fn errors(yaml: &str) -> Vec<gatehouse::config::ConfigError> {
@@ -371,7 +387,7 @@ fn certificate_errors_name_the_field() {
 }
 
 #[test]
-fn the_command_starts_the_tls_listener_when_there_are_certificates() {
+fn the_command_starts_the_tls_listener_unless_off() {
     let pki = Pki::new();
     let a = pki.leaf(&["a.test"]);
     let yaml = format!(

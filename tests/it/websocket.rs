@@ -22,18 +22,18 @@ use crate::harness::TestGateway;
 use crate::support::{Upstream, raw_http};
 
 /// The first message the echo server sends, right after its handshake response.
-const GREETING: &str = "hello from upstream";
+pub(crate) const GREETING: &str = "hello from upstream";
 
 /// A WebSocket echo server on loopback: greets, then echoes text and binary messages, answers
 /// a close; picks the `chat` subprotocol when offered; records each handshake's headers.
-struct EchoServer {
-    addr: SocketAddr,
+pub(crate) struct EchoServer {
+    pub(crate) addr: SocketAddr,
     handshakes: Arc<Mutex<Vec<HeaderMap>>>,
     task: JoinHandle<()>,
 }
 
 impl EchoServer {
-    async fn start() -> EchoServer {
+    pub(crate) async fn start() -> EchoServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let handshakes = Arc::new(Mutex::new(Vec::new()));
@@ -110,7 +110,7 @@ services:
 }
 
 /// Open a WebSocket to `url` over `stream`, with extra handshake headers.
-async fn open<S>(
+pub(crate) async fn open<S>(
     stream: S,
     url: &str,
     headers: &[(&'static str, &'static str)],
@@ -128,7 +128,9 @@ where
         .map_err(|_| WsError::Io(std::io::ErrorKind::TimedOut.into()))?
 }
 
-async fn next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Message {
+pub(crate) async fn next<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> Message {
     tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .expect("message in time")
@@ -199,7 +201,7 @@ async fn websocket_messages_flow_both_ways_through_the_gateway() {
 
 /// Close handshake from the client: true when the upstream's close frame came back before the
 /// stream ended.
-async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> bool {
+pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> bool {
     ws.close(None).await.expect("close");
     let mut closed = false;
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(10), ws.next())
