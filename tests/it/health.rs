@@ -12,7 +12,7 @@ use gatehouse::health::{
 use gatehouse::snapshot::TargetAddr;
 use http::HeaderValue;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -80,13 +80,11 @@ impl StatusServer {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let (s, r) = (s.clone(), r.clone());
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                    if crate::support::read_request_head(&mut stream)
+                        .await
+                        .is_none()
+                    {
+                        return;
                     }
                     r.fetch_add(1, Ordering::SeqCst);
                     let code = s.load(Ordering::SeqCst);

@@ -335,7 +335,7 @@ async fn route_without_service_is_503() {
 /// An upstream that advertises keep-alive but closes every connection right after answering,
 /// so the gateway's pooled connection is always stale on the next request.
 async fn closing_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -344,13 +344,8 @@ async fn closing_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()
                 return;
             };
             tokio::spawn(async move {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 2048];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
+                if crate::support::read_request_head(&mut s).await.is_none() {
+                    return;
                 }
                 let _ = s
                     .write_all(

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::TestGateway;
-use crate::support::client;
+use crate::support::{client, read_request_head};
 use crate::websocket::{EchoServer, GREETING, close, next, open};
 
 /// Ticks the streaming upstream sends, one every [`TICK`].
@@ -26,13 +26,8 @@ async fn ticking_server() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if read_request_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                     transfer-encoding: chunked\r\n\r\n"
@@ -55,7 +50,7 @@ async fn ticking_server() -> SocketAddr {
 
 /// The configuration under test: the long-lived routes stay, `generation` changes the rest.
 fn config(ws: SocketAddr, events: SocketAddr, generation: usize) -> String {
-    let extra = if generation % 2 == 0 {
+    let extra = if generation.is_multiple_of(2) {
         format!("\n  - name: extra-{generation}\n    paths: [/extra-{generation}]")
     } else {
         String::new()

@@ -45,3 +45,17 @@ pub async fn raw_http(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let _ = tokio::time::timeout(Duration::from_secs(5), exchange).await;
     received
 }
+
+/// Reads from `stream` until a whole request head (up to the blank line) has arrived; `None`
+/// if the peer closes or fails first. What follows the head in the last read is kept too.
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
