@@ -55,6 +55,7 @@ fn lookup(c: &mut Criterion, group: &str, param: usize, router: &Router, reqs: &
             path: &r.path,
             query: None,
             headers: &headers,
+            tls: false,
         };
         assert!(
             matches!(router.find(&view), RouteMatch::Matched(_)),
@@ -75,6 +76,7 @@ fn lookup(c: &mut Criterion, group: &str, param: usize, router: &Router, reqs: &
                 path: &r.path,
                 query: None,
                 headers: &headers,
+                tls: false,
             };
             black_box(router.find(black_box(&view)))
         });

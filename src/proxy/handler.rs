@@ -143,6 +143,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
             path: &path,
             query: parts.uri.query(),
             headers: &parts.headers,
+            tls: conn.tls,
         };
         match snap.router.find(&view) {
             RouteMatch::Matched(m) => {
@@ -177,16 +178,6 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
         }
     };
     let route = &snap.routes[route_idx];
-    if conn.tls && !route.allows_https {
-        // A route for plain HTTP only does not match requests made over TLS.
-        return Box::pin(respond_unrouted(
-            &snap.global_chain,
-            &mut ctx,
-            &mut parts,
-            ProxyError::NoRoute,
-        ))
-        .await;
-    }
     ctx.route = Some(route_idx);
     ctx.service = route.service;
     ctx.path = fwd_path.clone();

@@ -66,6 +66,10 @@ pub struct RouteSpec {
     pub query_params: Vec<(String, Vec<String>)>,
     /// Orders regex paths among otherwise equal routes (higher first).
     pub regex_priority: i64,
+    /// The route does not match requests that came over TLS (its `protocols` name no TLS
+    /// scheme), so that they find the next route instead. Routes for TLS only still match
+    /// plain requests: the handler answers those with 426 or a redirect, as Kong does.
+    pub plain_only: bool,
 }
 
 /// One problem found in a [`RouteSpec`].
@@ -98,6 +102,8 @@ pub struct RequestView<'a> {
     /// Raw query string without `?`, percent-encoded.
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// The request came over TLS (its scheme is `https`).
+    pub tls: bool,
 }
 
 /// The outcome of [`Router::find`].
@@ -144,9 +150,16 @@ struct RouteData {
     methods: Box<[Method]>,
     headers: Box<[HeaderMatcher]>,
     query: Box<[QueryMatcher]>,
+    plain_only: bool,
 }
 
 impl RouteData {
+    /// Whether the route takes requests of this scheme at all.
+    #[inline]
+    fn scheme_matches(&self, tls: bool) -> bool {
+        !(tls && self.plain_only)
+    }
+
     #[inline]
     fn method_matches(&self, method: &Method) -> bool {
         self.methods.is_empty() || self.methods.iter().any(|m| m == method)
@@ -244,6 +257,7 @@ impl RouterBuilder {
             methods,
             headers,
             query,
+            plain_only: spec.plain_only,
         });
         self.hosts.push(hosts);
         Ok(())
@@ -324,7 +338,10 @@ impl Router {
             let Some((entry, route)) = self.entry(rank) else {
                 continue;
             };
-            if !route.method_matches(req.method) || !route.headers_and_query_match(req) {
+            if !route.scheme_matches(req.tls)
+                || !route.method_matches(req.method)
+                || !route.headers_and_query_match(req)
+            {
                 continue;
             }
             if let Some(m) = self.matched(entry, route, req.path) {
@@ -384,7 +401,10 @@ impl Router {
             let Some((entry, route)) = self.entry(rank) else {
                 continue;
             };
-            if route.methods.is_empty() || route.methods.iter().all(|m| allow.contains(m)) {
+            if !route.scheme_matches(req.tls)
+                || route.methods.is_empty()
+                || route.methods.iter().all(|m| allow.contains(m))
+            {
                 continue;
             }
             if route.headers_and_query_match(req) && entry.match_path(req.path).is_some() {

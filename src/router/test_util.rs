@@ -16,6 +16,11 @@ pub(crate) fn spec() -> Spec {
 }
 
 impl Spec {
+    /// The route's protocols name no TLS scheme.
+    pub(crate) fn plain_only(mut self) -> Self {
+        self.0.plain_only = true;
+        self
+    }
     pub(crate) fn host(mut self, h: &str) -> Self {
         self.0.hosts.push(h.into());
         self
@@ -67,6 +72,7 @@ pub(crate) struct Req {
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
+    pub tls: bool,
 }
 
 pub(crate) fn req(method: &str, host: &str, path: &str) -> Req {
@@ -76,6 +82,7 @@ pub(crate) fn req(method: &str, host: &str, path: &str) -> Req {
         path: path.into(),
         query: None,
         headers: HeaderMap::new(),
+        tls: false,
     }
 }
 
@@ -84,6 +91,11 @@ pub(crate) fn get(path: &str) -> Req {
 }
 
 impl Req {
+    /// The request came over TLS.
+    pub(crate) fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
     pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.append(
             HeaderName::from_bytes(name.as_bytes()).expect("name"),
@@ -106,6 +118,7 @@ impl Req {
             path: &self.path,
             query: self.query.as_deref(),
             headers: &self.headers,
+            tls: self.tls,
         }
     }
 }

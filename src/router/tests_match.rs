@@ -534,3 +534,25 @@ fn default_router_is_empty() {
     assert!(r.is_empty());
     assert_eq!(find(&r, &req("GET", "a.com", "/")), RouteMatch::NotFound);
 }
+
+#[test]
+fn plain_only_routes_do_not_match_requests_over_tls() {
+    // The plain-only route is more specific, but a TLS request falls through to the next one.
+    let r = router(&[spec().path("/api/v1").plain_only(), spec().path("/api")]);
+    assert_eq!(route_of(&r, &get("/api/v1/users")), Some(0));
+    assert_eq!(route_of(&r, &get("/api/v1/users").tls()), Some(1));
+    // With nothing else to match: 404, and a plain-only route does not make it a 405.
+    let r = router(&[
+        spec().path("/x").plain_only(),
+        spec().path("/x").method("POST"),
+    ]);
+    assert_eq!(route_of(&r, &get("/x").tls()), None);
+    assert_eq!(
+        find(&r, &get("/x").tls()),
+        RouteMatch::MethodNotAllowed {
+            allow: vec![Method::POST]
+        }
+    );
+    let r = router(&[spec().path("/x").plain_only()]);
+    assert_eq!(find(&r, &get("/x").tls()), RouteMatch::NotFound);
+}

@@ -401,6 +401,7 @@ fn route_spec(r: &Route) -> RouteSpec {
         headers: r.headers.0.clone(),
         query_params: r.query_params.0.clone(),
         regex_priority: r.regex_priority,
+        plain_only: !r.protocols.iter().any(|p| p == "https" || p == "grpcs"),
     }
 }
 

@@ -251,9 +251,10 @@ async fn requests_over_tls_are_https() {
     // The https-only route still refuses plain HTTP.
     assert_eq!(gw.get("/secure", &[]).await.status, 426);
     assert_eq!(gw.get("/any", &[]).await.status, 200);
-    // An http-only route does not match over TLS.
+    // An http-only route does not match over TLS (nothing else does here: 404).
     let stream = connect(addr, &client, "a.test").await.expect("tls");
     assert_eq!(get(stream, &gw.tls_url("a.test", "/plain")).await.0, 404);
+    assert_eq!(gw.get("/plain", &[]).await.status, 200);
 }
 
 #[tokio::test]
