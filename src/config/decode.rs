@@ -106,6 +106,7 @@ pub fn decode(mut src: SourceDoc) -> (ConfigDoc, Vec<ConfigError>) {
     let mut errors = d.errors;
     let mut doc = d.doc;
     doc.locator = src.locator;
+    super::ids::assign(&mut doc);
     errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
     (doc, errors)
 }

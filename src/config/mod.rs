@@ -6,6 +6,8 @@
 
 pub mod decode;
 pub mod error;
+pub mod export;
+pub mod ids;
 pub mod model;
 pub mod source;
 pub mod vault;
