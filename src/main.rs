@@ -51,10 +51,14 @@ struct RunArgs {
     /// Address of the proxy listener.
     #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "0.0.0.0:8000")]
     proxy_listen: SocketAddr,
-    /// Address of the TLS proxy listener, or `off`. It starts only when the configuration has
-    /// certificates.
+    /// Address of the TLS proxy listener, or `off`. Handshakes are refused while the
+    /// configuration has no certificate.
     #[arg(long, env = "GATEHOUSE_PROXY_TLS_LISTEN", default_value = "0.0.0.0:8443", value_parser = parse_listen_or_off)]
     proxy_tls_listen: ListenOrOff,
+    /// Address of the Admin API listener, or `off`. Loopback by default: see
+    /// docs/admin-api.md before exposing it.
+    #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN", default_value = "127.0.0.1:8001", value_parser = parse_listen_or_off)]
+    admin_listen: ListenOrOff,
     /// Seconds allowed for a client to complete the TLS handshake.
     #[arg(long, env = "GATEHOUSE_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     tls_handshake_timeout: u64,
@@ -256,21 +260,21 @@ fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config:
     gatehouse::snapshot::load_file(path)
 }
 
-/// SIGHUP or a change to the file: compile `text`, the file read again, off the request path;
+/// SIGHUP, a change to the file or `POST /config`: compile `text` off the request path and
 /// swap it in only if it is valid. Requests in flight finish on the configuration they started
 /// with.
+#[allow(clippy::too_many_arguments)]
 fn reload(
     gateway: &Gateway,
-    path: &std::path::Path,
+    name: &str,
     text: Result<String, config::ConfigErrors>,
     trigger: &str,
     health: &HealthRegistry,
     dns: &mut Dns,
     rt: &tokio::runtime::Runtime,
-) {
-    let name = path.display().to_string();
+) -> Result<(), config::ConfigErrors> {
     let loaded = text.and_then(|text| {
-        let snapshot = gatehouse::snapshot::load_str_with(&name, &text, health)?;
+        let snapshot = gatehouse::snapshot::load_str_with(name, &text, health)?;
         dns.watch(rt, gatehouse::snapshot::target_host_names(&snapshot.doc));
         if dns.watcher.is_none() {
             return Ok(snapshot);
@@ -282,7 +286,8 @@ fn reload(
         Ok(snapshot) => {
             let routes = snapshot.routes.len();
             gateway.swap(snapshot);
-            tracing::info!(routes, trigger, config = %path.display(), "configuration reloaded");
+            tracing::info!(routes, trigger, config = %name, "configuration reloaded");
+            Ok(())
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -293,7 +298,51 @@ fn reload(
                 trigger,
                 "configuration rejected; the previous one keeps serving"
             );
+            Err(errors)
         }
+    }
+}
+
+/// A `POST /config` on its way to the main loop, which owns the DNS watcher and the reload
+/// path, and the channel for the outcome.
+type Replacement = (
+    String,
+    std::sync::mpsc::SyncSender<Result<Arc<gatehouse::snapshot::Snapshot>, config::ConfigErrors>>,
+);
+
+/// The Admin API's handle on this node.
+struct NodeControl {
+    gateway: gatehouse::proxy::GatewayHandle,
+    replacements: tokio::sync::mpsc::UnboundedSender<Replacement>,
+}
+
+impl gatehouse::admin::Control for NodeControl {
+    fn current(&self) -> Arc<gatehouse::snapshot::Snapshot> {
+        self.gateway.current()
+    }
+
+    fn replace(
+        &self,
+        text: &str,
+    ) -> Result<Arc<gatehouse::snapshot::Snapshot>, config::ConfigErrors> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let unavailable = || {
+            config::ConfigErrors(vec![config::ConfigError {
+                source: "POST /config".into(),
+                line: None,
+                column: None,
+                path: String::new(),
+                message: "the node is shutting down".into(),
+            }])
+        };
+        self.replacements
+            .send((text.to_string(), tx))
+            .map_err(|_| unavailable())?;
+        rx.recv().map_err(|_| unavailable())?
+    }
+
+    fn connections_accepted(&self) -> u64 {
+        self.gateway.connections_accepted()
     }
 }
 
@@ -339,10 +388,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         request_buffer_limit: args.request_buffer_limit,
         client_body_timeout: Duration::from_secs(args.client_body_timeout.max(1)),
     };
-    for reserved in ["GATEHOUSE_ADMIN_LISTEN", "GATEHOUSE_STATUS_LISTEN"] {
+    for reserved in ["GATEHOUSE_STATUS_LISTEN"] {
         if std::env::var_os(reserved).is_some() {
             tracing::warn!(
-                "{reserved} is set, but this version of Gatehouse has no Admin API or status listener; it is not used"
+                "{reserved} is set, but this version of Gatehouse has no status listener; it is not used"
             );
         }
     }
@@ -382,6 +431,36 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .tls_addr()
         .map_or_else(|| "off".to_string(), |a| a.to_string());
     let certificates = gateway.current().certificates.len();
+    let (replacements, mut replace_requests) = tokio::sync::mpsc::unbounded_channel();
+    let admin = match args.admin_listen.0 {
+        Some(listen) => {
+            let control = Arc::new(NodeControl {
+                gateway: gateway.handle(),
+                replacements,
+            });
+            let node = gatehouse::admin::NodeInfo {
+                node_id: uuid::Uuid::new_v4().to_string(),
+                hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default(),
+                proxy_listen: std::iter::once(gateway.proxy_addr().to_string())
+                    .chain(gateway.tls_addr().map(|a| format!("{a} ssl")))
+                    .collect(),
+                admin_listen: vec![listen.to_string()],
+                declarative_config: Some(args.config.display().to_string()),
+            };
+            let server = gatehouse::admin::AdminServer::start(
+                listen,
+                gatehouse::admin::Admin::new(control, node),
+            )
+            .with_context(|| format!("cannot listen on {listen} (admin)"))?;
+            Some(server)
+        }
+        None => None,
+    };
+    let admin_addr = admin
+        .as_ref()
+        .map_or_else(|| "off".to_string(), |a| a.addr().to_string());
     let (_file_watcher, mut file_changes) = if args.watch_config {
         match config::watch::FileWatcher::start(&args.config) {
             Ok((watcher, rx)) => (Some(watcher), Some(rx)),
@@ -395,7 +474,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     // When the file, changed, has been quiet for WATCH_DEBOUNCE.
     let mut settle_at: Option<tokio::time::Instant> = None;
-    tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, certificates, routes, config = %args.config.display(), "gatehouse started");
+    tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, admin = %admin_addr, certificates, routes, config = %args.config.display(), "gatehouse started");
     let mut changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
     loop {
         if changes.is_none() {
@@ -408,6 +487,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Addresses,
             FileChanged,
             FileSettled,
+            Replace(Replacement),
         }
         let event = rt.block_on(async {
             let dns_changed = async {
@@ -443,6 +523,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 _ = dns_changed => Event::Addresses,
                 _ = file_changed => Event::FileChanged,
                 _ = file_settled => Event::FileSettled,
+                Some(r) = replace_requests.recv() => Event::Replace(r),
             }
         });
         match event {
@@ -452,9 +533,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 if let Ok(t) = &text {
                     last_text.clone_from(t);
                 }
-                reload(
+                let _ = reload(
                     &gateway,
-                    &args.config,
+                    &args.config.display().to_string(),
                     text,
                     "SIGHUP",
                     &health,
@@ -476,15 +557,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     Ok(t) => last_text.clone_from(t),
                     Err(_) => {}
                 }
-                reload(
+                let _ = reload(
                     &gateway,
-                    &args.config,
+                    &args.config.display().to_string(),
                     text,
                     "file change",
                     &health,
                     &mut dns,
                     &rt,
                 );
+            }
+            Event::Replace((text, reply)) => {
+                let outcome = reload(
+                    &gateway,
+                    "POST /config",
+                    Ok(text),
+                    "admin",
+                    &health,
+                    &mut dns,
+                    &rt,
+                )
+                .map(|()| gateway.current());
+                let _ = reply.send(outcome);
             }
             Event::Addresses => match with_addresses(&gateway.current(), &health, &dns) {
                 Ok(snapshot) => {
@@ -496,6 +590,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
+    // Replacements still queued fail (their callers get an answer) before the Admin API stops.
+    drop(replace_requests);
+    drop(admin);
     gateway.shutdown();
     Ok(())
 }

@@ -37,21 +37,7 @@ impl ActiveChecker {
     /// Start the checker thread, probing `upstreams` (those without active checks are skipped).
     pub fn start(upstreams: Vec<Arc<UpstreamHealth>>) -> Result<ActiveChecker, StartError> {
         let (tx, rx) = watch::channel(upstreams);
-        let thread = std::thread::Builder::new()
-            .name("gatehouse-health".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the health-check runtime");
-                        return;
-                    }
-                };
-                rt.block_on(supervise(rx));
-            })?;
+        let thread = crate::runtime::spawn("gatehouse-health".into(), move || supervise(rx))?;
         Ok(ActiveChecker {
             upstreams: tx,
             thread: Some(thread),

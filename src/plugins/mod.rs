@@ -186,6 +186,9 @@ macro_rules! plugin_registry {
         /// Names of every plugin this build knows.
         pub const KNOWN_PLUGINS: &[&str] = &[$(<$ty as Plugin>::NAME),*];
 
+        /// Every plugin this build knows, with its priority (`GET /` of the Admin API).
+        pub const PLUGIN_PRIORITIES: &[(&str, i32)] = &[$((<$ty as Plugin>::NAME, <$ty as Plugin>::PRIORITY)),*];
+
         impl PluginInstance {
             /// Build a plugin from its name and raw `config`; errors are `(field path, message)`.
             pub fn build(

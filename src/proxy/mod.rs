@@ -13,4 +13,4 @@ pub mod retry;
 pub mod server;
 pub mod upgrade;
 
-pub use server::{Gateway, ServerConfig};
+pub use server::{Gateway, GatewayHandle, ServerConfig};

@@ -64,6 +64,24 @@ impl Default for ServerConfig {
     }
 }
 
+/// Read access to a running gateway's state, for other threads.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+}
+
+impl GatewayHandle {
+    /// The configuration serving now.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// Client connections accepted since the start.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
@@ -169,19 +187,8 @@ impl Gateway {
             let rx = shutdown.subscribe();
             let header_timeout = config.header_read_timeout;
             let drain_timeout = config.drain_timeout;
-            let handle = std::thread::Builder::new()
-                .name(format!("gatehouse-worker-{i}"))
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start worker runtime");
-                            return;
-                        }
-                    };
+            let handle =
+                crate::runtime::spawn(format!("gatehouse-worker-{i}"), move || async move {
                     let plain = accept_loop(
                         listener,
                         None,
@@ -203,7 +210,7 @@ impl Gateway {
                             .await;
                         }
                     };
-                    rt.block_on(async { tokio::join!(plain, secure) });
+                    tokio::join!(plain, secure);
                 })?;
             handles.push(handle);
         }
@@ -230,6 +237,13 @@ impl Gateway {
     /// The configuration serving now.
     pub fn current(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
+    }
+
+    /// A handle for reading the gateway's state from other threads (the Admin API).
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Replace the configuration; requests in flight finish on the one they started with.

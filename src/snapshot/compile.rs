@@ -320,6 +320,9 @@ pub fn compile_with_addresses(
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Ok(Snapshot {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        loaded_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
         router: router.build(),
         routes,
         services,

@@ -70,6 +70,9 @@ pub struct Snapshot {
     /// Unique per compiled configuration in this process (never reused), for caches keyed by
     /// configuration.
     pub id: u64,
+    /// When this configuration was compiled (Unix seconds): the `created_at` of entities
+    /// declared without one.
+    pub loaded_at: i64,
     pub router: Router,
     pub routes: Vec<RouteRt>,
     pub services: Vec<ServiceRt>,

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 pub(crate) fn write(yaml: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -108,6 +108,8 @@ fn version_and_help() {
 pub(crate) struct Running {
     child: std::process::Child,
     pub(crate) addr: String,
+    /// The Admin API's address (`off` when disabled).
+    pub(crate) admin: String,
     /// The start-up log line.
     pub(crate) started: String,
     logs: std::sync::mpsc::Receiver<String>,
@@ -134,6 +136,7 @@ impl Running {
             .args(args)
             // Tests run side by side: no fixed TLS port unless a test asks for one.
             .env("GATEHOUSE_PROXY_TLS_LISTEN", "127.0.0.1:0")
+            .env("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
             .env("GATEHOUSE_LOG", "info")
@@ -153,17 +156,21 @@ impl Running {
         let mut running = Running {
             child,
             addr: String::new(),
+            admin: String::new(),
             started: String::new(),
             logs,
         };
         // The start-up line names the bound address.
         let line = running.wait_for_log("proxy=");
-        running.addr = line
-            .split("proxy=")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or("")
-            .to_string();
+        let field = |name: &str| {
+            line.split(name)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("")
+                .to_string()
+        };
+        running.addr = field("proxy=");
+        running.admin = field("admin=");
         running.started = line;
         running
     }

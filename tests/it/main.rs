@@ -2,6 +2,7 @@
 //! servers, driven by real HTTP clients. One binary, modules by feature.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod admin;
 mod auth;
 mod balancing;
 mod cli;

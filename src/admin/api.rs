@@ -1,0 +1,469 @@
+//! Admin API requests: Kong's endpoints over the configuration serving now.
+//!
+//! Without a database (the declarative file is the source of truth) the entity endpoints are
+//! read-only, as in Kong's DB-less mode: writes answer 405, and the whole configuration is
+//! replaced with `POST /config`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{Value, json};
+
+use super::Control;
+use super::paging::{ListQuery, form_urlencoded_pairs};
+use super::views::{Kind, id_of, refers_to};
+use crate::config::{ConfigErrors, export};
+use crate::plugins::{KNOWN_PLUGINS, PLUGIN_PRIORITIES};
+use crate::snapshot::Snapshot;
+
+/// Largest request body accepted (a whole declarative configuration for `POST /config`).
+pub const MAX_BODY: usize = 64 << 20;
+
+/// The node facts `GET /` reports.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub hostname: String,
+    /// Listen addresses, as configured.
+    pub proxy_listen: Vec<String>,
+    pub admin_listen: Vec<String>,
+    /// The declarative file, when the node runs on one.
+    pub declarative_config: Option<String>,
+}
+
+/// The Admin API of one node.
+pub struct Admin {
+    control: Arc<dyn Control>,
+    node: NodeInfo,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+impl Admin {
+    pub fn new(control: Arc<dyn Control>, node: NodeInfo) -> Admin {
+        Admin { control, node }
+    }
+
+    /// Answer one request. Never fails: every problem is a JSON error response.
+    pub async fn handle<B>(&self, req: Request<B>) -> Reply
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body larger than {MAX_BODY} bytes"),
+                );
+            }
+            Err(_) => return error(StatusCode::BAD_REQUEST, "cannot read the request body"),
+        };
+        let segments: Vec<String> = parts
+            .uri
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| crate::plugins::query::decode(s).into_owned())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let request = AdminRequest {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            body: &body,
+        };
+        self.dispatch(&request, &segments)
+    }
+
+    fn dispatch(&self, req: &AdminRequest<'_>, segments: &[&str]) -> Reply {
+        let snap = self.control.current();
+        let get = req.method == Method::GET || req.method == Method::HEAD;
+        match segments {
+            [] if get => ok(self.node_info(&snap)),
+            ["status"] if get => ok(self.status(&snap)),
+            ["config"] if get => ok(json!({ "config": export_text(&snap) })),
+            ["config"] if req.method == Method::POST => self.replace_config(req),
+            ["plugins", "enabled"] if get => ok(json!({ "enabled_plugins": KNOWN_PLUGINS })),
+            ["upstreams", upstream, "health"] if get => upstream_health(&snap, upstream, req),
+            [endpoint] => match Kind::by_endpoint(endpoint) {
+                Some(kind) if get => list(req, kind.list(&snap)),
+                Some(kind) if req.method == Method::POST => db_less(kind, "create"),
+                Some(_) => method_not_allowed(),
+                None => not_found(),
+            },
+            [endpoint, key] => match Kind::by_endpoint(endpoint) {
+                Some(kind) if get => found(kind.find(&snap, key)),
+                Some(kind) if is_write(req.method) => db_less(kind, write_verb(req.method)),
+                Some(_) => method_not_allowed(),
+                None => not_found(),
+            },
+            [endpoint, key, nested] => {
+                let Some((parent, children)) = nested_kinds(endpoint, nested) else {
+                    return not_found();
+                };
+                let Some(owner) = parent.find(&snap, key) else {
+                    return not_found();
+                };
+                let owner_id = id_of(&owner).unwrap_or_default();
+                if *nested == "service" && *endpoint == "routes" {
+                    // A route's service.
+                    let service = owner
+                        .get("service")
+                        .and_then(|s| s.get("id"))
+                        .and_then(Value::as_str)
+                        .and_then(|id| children.find(&snap, id));
+                    return match service {
+                        Some(s) if get => ok(s),
+                        Some(_) if is_write(req.method) => {
+                            db_less(children, write_verb(req.method))
+                        }
+                        Some(_) => method_not_allowed(),
+                        None => not_found(),
+                    };
+                }
+                let field = reference_field(endpoint);
+                match req.method {
+                    m if *m == Method::GET || *m == Method::HEAD => list(
+                        req,
+                        children
+                            .list(&snap)
+                            .into_iter()
+                            .filter(|e| refers_to(e, field, owner_id))
+                            .collect(),
+                    ),
+                    m if *m == Method::POST => db_less(children, "create"),
+                    _ => method_not_allowed(),
+                }
+            }
+            [endpoint, key, nested, child_key] => {
+                let Some((parent, children)) = nested_kinds(endpoint, nested) else {
+                    return not_found();
+                };
+                let Some(owner) = parent.find(&snap, key) else {
+                    return not_found();
+                };
+                let owner_id = id_of(&owner).unwrap_or_default();
+                let field = reference_field(endpoint);
+                let child = children
+                    .list(&snap)
+                    .into_iter()
+                    .filter(|e| refers_to(e, field, owner_id))
+                    .find(|e| {
+                        id_of(e) == Some(*child_key)
+                            || children
+                                .natural_keys
+                                .iter()
+                                .any(|f| e.get(*f).and_then(Value::as_str) == Some(*child_key))
+                    });
+                match child {
+                    Some(c) if get => ok(c),
+                    Some(_) if is_write(req.method) => db_less(children, write_verb(req.method)),
+                    Some(_) => method_not_allowed(),
+                    None => not_found(),
+                }
+            }
+            _ => not_found(),
+        }
+    }
+
+    fn node_info(&self, snap: &Snapshot) -> Value {
+        let available: serde_json::Map<String, Value> = PLUGIN_PRIORITIES
+            .iter()
+            .map(|(name, priority)| {
+                (
+                    name.to_string(),
+                    json!({ "priority": priority, "version": env!("CARGO_PKG_VERSION") }),
+                )
+            })
+            .collect();
+        let mut enabled: Vec<&str> = snap
+            .doc
+            .plugins
+            .iter()
+            .map(|(p, _)| p.item.name.as_str())
+            .collect();
+        enabled.sort_unstable();
+        enabled.dedup();
+        json!({
+            "tagline": "Welcome to gatehouse",
+            "version": env!("CARGO_PKG_VERSION"),
+            "edition": "community",
+            "node_id": self.node.node_id,
+            "hostname": self.node.hostname,
+            "configuration": {
+                "database": "off",
+                "role": "traditional",
+                "proxy_listen": self.node.proxy_listen,
+                "admin_listen": self.node.admin_listen,
+                "declarative_config": self.node.declarative_config,
+            },
+            "plugins": {
+                "available_on_server": available,
+                "enabled_in_cluster": enabled,
+            },
+        })
+    }
+
+    fn status(&self, snap: &Snapshot) -> Value {
+        json!({
+            "database": { "reachable": true },
+            "configuration_hash": configuration_hash(snap),
+            "server": {
+                "connections_accepted": self.control.connections_accepted(),
+            },
+        })
+    }
+
+    /// Kong's `POST /config`: a whole declarative configuration (the body itself as JSON or
+    /// YAML, or its text in a `config` field of a JSON or form body), validated, then applied.
+    fn replace_config(&self, req: &AdminRequest<'_>) -> Reply {
+        let text = match config_text(req) {
+            Ok(t) => t,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        match self.control.replace(&text) {
+            Ok(snap) => {
+                let mut out = serde_json::Map::new();
+                for &name in export::COLLECTIONS {
+                    let list = export::collection(&snap.doc, name);
+                    if list.is_empty() {
+                        continue;
+                    }
+                    let by_id: serde_json::Map<String, Value> = list
+                        .into_iter()
+                        .map(|e| (id_of(&e).unwrap_or_default().to_string(), e))
+                        .collect();
+                    out.insert(name.into(), Value::Object(by_id));
+                }
+                json_response(StatusCode::CREATED, &Value::Object(out))
+            }
+            Err(errors) => invalid_config(&errors),
+        }
+    }
+}
+
+/// What a handler needs of a request.
+struct AdminRequest<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: Option<&'a str>,
+    content_type: &'a str,
+    body: &'a Bytes,
+}
+
+fn is_write(method: &Method) -> bool {
+    *method == Method::PATCH || *method == Method::PUT || *method == Method::DELETE
+}
+
+fn write_verb(method: &Method) -> &'static str {
+    if *method == Method::DELETE {
+        "delete"
+    } else {
+        "update"
+    }
+}
+
+/// The parent and child kinds of `/{endpoint}/{key}/{nested}`.
+fn nested_kinds(endpoint: &str, nested: &str) -> Option<(Kind, Kind)> {
+    let parent = Kind::by_endpoint(endpoint)?;
+    let child = match (endpoint, nested) {
+        ("services" | "routes" | "consumers", "plugins") => Kind::by_endpoint("plugins"),
+        ("services", "routes") => Kind::by_endpoint("routes"),
+        ("routes", "service") => Kind::by_endpoint("services"),
+        ("upstreams", "targets") => Kind::by_endpoint("targets"),
+        ("certificates", "snis") => Kind::by_endpoint("snis"),
+        ("consumers", credential) => Kind::by_consumer_endpoint(credential),
+        _ => None,
+    }?;
+    Some((parent, child))
+}
+
+/// The reference a child entity holds to a parent of `endpoint`.
+fn reference_field(endpoint: &str) -> &'static str {
+    match endpoint {
+        "services" => "service",
+        "routes" => "route",
+        "consumers" => "consumer",
+        "upstreams" => "upstream",
+        "certificates" => "certificate",
+        _ => "",
+    }
+}
+
+fn list(req: &AdminRequest<'_>, entities: Vec<Value>) -> Reply {
+    match ListQuery::parse(req.query) {
+        Ok(q) => ok(q.page(entities, req.path)),
+        Err(e) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "code": 9, "name": e.name, "message": e.message }),
+        ),
+    }
+}
+
+fn upstream_health(snap: &Snapshot, key: &str, req: &AdminRequest<'_>) -> Reply {
+    let Some(upstream) = Kind::by_endpoint("upstreams").and_then(|k| k.find(snap, key)) else {
+        return not_found();
+    };
+    let name = upstream.get("name").and_then(Value::as_str).unwrap_or("");
+    let Some(rt) = snap.upstreams.iter().find(|u| u.name == name) else {
+        return not_found();
+    };
+    let targets = Kind::by_endpoint("targets")
+        .map(|k| k.list(snap))
+        .unwrap_or_default();
+    let upstream_id = id_of(&upstream).unwrap_or_default();
+    let report = rt.health.report();
+    let data: Vec<Value> = report
+        .data
+        .iter()
+        .map(|t| {
+            // The target entity it came from (a host name target gives one entry per address).
+            let entity = targets.iter().find(|e| {
+                refers_to(e, "upstream", upstream_id)
+                    && e.get("target").and_then(Value::as_str) == Some(t.target.as_str())
+            });
+            let mut v = entity.cloned().unwrap_or_else(|| json!({}));
+            if let Value::Object(m) = &mut v {
+                m.insert("target".into(), json!(t.target));
+                m.insert("weight".into(), json!(t.weight));
+                m.insert("health".into(), json!(t.health));
+                m.insert("upstream".into(), json!({ "id": upstream_id }));
+            }
+            v
+        })
+        .collect();
+    match ListQuery::parse(req.query) {
+        Ok(q) => {
+            let mut page = q.page(data, req.path);
+            if let Value::Object(m) = &mut page {
+                m.insert("total".into(), json!(report.total));
+                m.insert("node_id".into(), Value::Null);
+            }
+            ok(page)
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.message),
+    }
+}
+
+/// The declarative text of the configuration serving now (JSON, which is also YAML).
+fn export_text(snap: &Snapshot) -> String {
+    serde_json::to_string_pretty(&export::declarative(&snap.doc)).unwrap_or_default()
+}
+
+/// A short digest of the configuration serving now (Kong's `configuration_hash`: 32 hex).
+fn configuration_hash(snap: &Snapshot) -> String {
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, export_text(snap).as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The declarative text of a `POST /config` body.
+fn config_text(req: &AdminRequest<'_>) -> Result<String, String> {
+    let body = std::str::from_utf8(req.body).map_err(|_| "the body is not UTF-8".to_string())?;
+    let media = req
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/x-www-form-urlencoded" {
+        return form_urlencoded_pairs(body)
+            .into_iter()
+            .find(|(k, _)| k == "config")
+            .map(|(_, v)| v)
+            .ok_or_else(|| "expected a `config` field with the declarative configuration".into());
+    }
+    if media == "application/json"
+        && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(body)
+        && let Some(Value::String(text)) = m.get("config")
+        && !m.contains_key("_format_version")
+    {
+        return Ok(text.clone());
+    }
+    if body.trim().is_empty() {
+        return Err("expected a declarative configuration in the body".into());
+    }
+    Ok(body.to_string())
+}
+
+fn invalid_config(errors: &ConfigErrors) -> Reply {
+    let fields: serde_json::Map<String, Value> = errors
+        .0
+        .iter()
+        .map(|e| {
+            let at = match (e.line, e.column) {
+                (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
+                _ => String::new(),
+            };
+            (e.path.clone(), json!(format!("{}{at}", e.message)))
+        })
+        .collect();
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "code": 14,
+            "name": "invalid declarative configuration",
+            "message": format!("declarative config is invalid: {}", errors.0.len()),
+            "fields": fields,
+        }),
+    )
+}
+
+fn db_less(kind: Kind, verb: &str) -> Reply {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({
+            "code": 12,
+            "name": "operation unsupported",
+            "message": format!("cannot {verb} '{}' entities when not using a database", kind.collection),
+        }),
+    )
+}
+
+fn found(entity: Option<Value>) -> Reply {
+    match entity {
+        Some(e) => ok(e),
+        None => not_found(),
+    }
+}
+
+fn ok(body: Value) -> Reply {
+    json_response(StatusCode::OK, &body)
+}
+
+fn not_found() -> Reply {
+    error(StatusCode::NOT_FOUND, "Not found")
+}
+
+fn method_not_allowed() -> Reply {
+    error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json_response(status, &json!({ "message": message }))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}

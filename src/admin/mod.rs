@@ -1,0 +1,31 @@
+//! The Admin API: Kong's management endpoints on their own listener (loopback by default),
+//! served off the proxy's workers so that management traffic never competes with requests.
+//!
+//! - [`views`]: entities in Kong's shapes, from the configuration serving now;
+//! - [`paging`]: `size`/`offset` pagination and `tags` filtering;
+//! - [`api`]: the endpoints;
+//! - [`server`]: the listener and its thread.
+
+pub mod api;
+pub mod paging;
+pub mod server;
+pub mod views;
+
+use std::sync::Arc;
+
+use crate::config::ConfigErrors;
+use crate::snapshot::Snapshot;
+
+pub use api::{Admin, NodeInfo};
+pub use server::AdminServer;
+
+/// What the Admin API needs of the node it manages.
+pub trait Control: Send + Sync + 'static {
+    /// The configuration serving now.
+    fn current(&self) -> Arc<Snapshot>;
+    /// Validate a whole declarative configuration and, if valid, serve it; the configuration
+    /// now serving is returned.
+    fn replace(&self, text: &str) -> Result<Arc<Snapshot>, ConfigErrors>;
+    /// Client connections the proxy has accepted since it started.
+    fn connections_accepted(&self) -> u64;
+}

@@ -1,0 +1,365 @@
+//! The Admin API without a database (the declarative file is the source of truth): the real
+//! `gatehouse run` process, its Admin API on an ephemeral loopback port, a real HTTP client.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cli::{Running, write};
+use crate::support::{Upstream, client};
+
+fn config(up: &Upstream) -> String {
+    format!(
+        r#"_format_version: "3.0"
+services:
+- name: users
+  url: http://{up}/v1
+  tags: [team-a]
+  routes:
+  - name: users-route
+    paths: [/users]
+    plugins:
+    - name: key-auth
+  - name: open
+    paths: [/open]
+- name: orders
+  url: http://{up}
+  tags: [team-b]
+upstreams:
+- name: pool
+  targets: [{{target: "{up}", weight: 10}}]
+consumers:
+- username: alice
+  keyauth_credentials: [{{key: alice-key}}]
+  acls: [{{group: admins}}]
+plugins:
+- name: ip-restriction
+  service: orders
+  config: {{allow: [10.0.0.0/8, 172.16.0.0/12]}}
+"#,
+        up = up.addr()
+    )
+}
+
+struct Admin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    fn of(gw: &Running) -> Admin {
+        Admin {
+            base: format!("http://{}", gw.admin),
+            http: client(),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+}
+
+/// A node on [`config`] in front of a real upstream, with its Admin API on.
+struct Node {
+    rt: tokio::runtime::Runtime,
+    up: Upstream,
+    gw: Running,
+    admin: Admin,
+    // Kept for the node's lifetime: the file it runs on.
+    _file: tempfile::NamedTempFile,
+}
+
+fn start() -> Node {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let up = rt.block_on(Upstream::start());
+    let file = write(&config(&up));
+    let gw = Running::start(file.path());
+    let admin = Admin::of(&gw);
+    Node {
+        rt,
+        up,
+        gw,
+        admin,
+        _file: file,
+    }
+}
+
+#[test]
+fn entities_are_listed_found_and_nested_in_kongs_shapes() {
+    let Node {
+        rt,
+        up,
+        admin,
+        gw: _gw,
+        _file,
+    } = start();
+    rt.block_on(async {
+        let (status, root) = admin.get("/").await;
+        assert_eq!(status, 200);
+        assert_eq!(root["configuration"]["database"], "off");
+        assert!(root["plugins"]["available_on_server"]["jwt"]["priority"].is_number());
+        assert_eq!(
+            root["plugins"]["enabled_in_cluster"],
+            json!(["ip-restriction", "key-auth"])
+        );
+        assert!(uuid::Uuid::parse_str(root["node_id"].as_str().expect("node_id")).is_ok());
+
+        let (status, list) = admin.get("/services").await;
+        assert_eq!(status, 200);
+        let services = list["data"].as_array().expect("data");
+        assert_eq!(services.len(), 2);
+        assert_eq!(list["next"], Value::Null);
+        let users = &services[0];
+        assert_eq!(users["name"], "users");
+        assert_eq!(users["protocol"], "http");
+        assert_eq!(users["host"], "127.0.0.1");
+        assert_eq!(users["port"], up.addr().port());
+        assert_eq!(users["path"], "/v1");
+        assert_eq!(users["retries"], 5);
+        assert_eq!(users["connect_timeout"], 60000);
+        assert!(users["created_at"].is_number());
+        let users_id = users["id"].as_str().expect("id").to_string();
+
+        // By name or by id, the same entity.
+        assert_eq!(admin.get("/services/users").await.1, *users);
+        assert_eq!(admin.get(&format!("/services/{users_id}")).await.1, *users);
+        let (status, missing) = admin.get("/services/nope").await;
+        assert_eq!(
+            (status, missing["message"].as_str()),
+            (404, Some("Not found"))
+        );
+
+        // Nested lists.
+        let (_, routes) = admin.get("/services/users/routes").await;
+        let names: Vec<&str> = routes["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["users-route", "open"]);
+        assert_eq!(routes["data"][0]["service"]["id"], users_id.as_str());
+        assert_eq!(routes["data"][0]["protocols"], json!(["http", "https"]));
+        assert_eq!(routes["data"][0]["methods"], Value::Null);
+        let (_, service) = admin.get("/routes/users-route/service").await;
+        assert_eq!(service["id"], users_id.as_str());
+        let (_, plugins) = admin.get("/routes/users-route/plugins").await;
+        assert_eq!(plugins["data"][0]["name"], "key-auth");
+        assert!(plugins["data"][0]["config"].is_object());
+
+        // The founding document's ip-restriction plugin, as Kong shows it.
+        let (_, plugins) = admin.get("/services/orders/plugins").await;
+        let ip = &plugins["data"][0];
+        assert_eq!(ip["name"], "ip-restriction");
+        assert_eq!(
+            ip["config"]["allow"],
+            json!(["10.0.0.0/8", "172.16.0.0/12"])
+        );
+        assert_eq!(ip["enabled"], true);
+        assert_eq!(ip["route"], Value::Null);
+
+        let (_, keys) = admin.get("/consumers/alice/key-auth").await;
+        assert_eq!(keys["data"][0]["key"], "alice-key");
+        let key_id = keys["data"][0]["id"].as_str().expect("id").to_string();
+        let (status, key) = admin
+            .get(&format!("/consumers/alice/key-auth/{key_id}"))
+            .await;
+        assert_eq!((status, key["key"].as_str()), (200, Some("alice-key")));
+        let (_, all_keys) = admin.get("/key-auths").await;
+        assert_eq!(all_keys["data"].as_array().map(Vec::len), Some(1));
+        let (_, acls) = admin.get("/consumers/alice/acls").await;
+        assert_eq!(acls["data"][0]["group"], "admins");
+        let (_, targets) = admin.get("/upstreams/pool/targets").await;
+        assert_eq!(targets["data"][0]["weight"], 10);
+        let (status, health) = admin.get("/upstreams/pool/health").await;
+        assert_eq!(status, 200);
+        assert_eq!(health["data"][0]["health"], "HEALTHCHECKS_OFF");
+        assert_eq!(health["total"], 1);
+    });
+}
+
+#[test]
+fn lists_page_and_filter_by_tags() {
+    let Node {
+        rt,
+        admin,
+        gw: _gw,
+        _file,
+        ..
+    } = start();
+    rt.block_on(async {
+        let (_, first) = admin.get("/routes?size=1").await;
+        assert_eq!(first["data"].as_array().map(Vec::len), Some(1));
+        let next = first["next"].as_str().expect("next page").to_string();
+        let (_, second) = admin.get(&next).await;
+        assert_eq!(second["data"].as_array().map(Vec::len), Some(1));
+        assert_ne!(first["data"][0]["id"], second["data"][0]["id"]);
+        assert_eq!(second["next"], Value::Null);
+
+        let (_, tagged) = admin.get("/services?tags=team-b").await;
+        assert_eq!(tagged["data"][0]["name"], "orders");
+        assert_eq!(tagged["data"].as_array().map(Vec::len), Some(1));
+        let (_, either) = admin.get("/services?tags=team-a/team-b").await;
+        assert_eq!(either["data"].as_array().map(Vec::len), Some(2));
+
+        for bad in [
+            "/services?size=0",
+            "/services?offset=garbage",
+            "/services?tags=a,b/c",
+        ] {
+            let (status, body) = admin.get(bad).await;
+            assert_eq!(status, 400, "{bad}");
+            assert!(body["message"].is_string(), "{bad}: {body}");
+        }
+    });
+}
+
+#[test]
+fn without_a_database_writes_are_refused_and_post_config_replaces_everything() {
+    let Node {
+        rt,
+        up,
+        gw,
+        admin,
+        _file,
+    } = start();
+    let proxy = format!("http://{}", gw.addr);
+    rt.block_on(async {
+        for (method, path) in [
+            ("POST", "/services"),
+            ("PATCH", "/services/users"),
+            ("PUT", "/services/users"),
+            ("DELETE", "/services/users"),
+            ("POST", "/consumers/alice/key-auth"),
+        ] {
+            let (status, body) = admin
+                .call(method, path, Some(json!({"name": "x"})))
+                .await;
+            assert_eq!(status, 405, "{method} {path}");
+            assert_eq!(body["name"], "operation unsupported");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("when not using a database")),
+                "{body}"
+            );
+        }
+
+        // The export loads back: posting it changes nothing.
+        let (status, exported) = admin.get("/config").await;
+        assert_eq!(status, 200);
+        let text = exported["config"].as_str().expect("config text").to_string();
+        let (_, before) = admin.get("/services").await;
+        let (status, _) = admin.call("POST", "/config", Some(json!({"config": text}))).await;
+        assert_eq!(status, 201);
+        let (_, after) = admin.get("/services").await;
+        let ids = |v: &Value| {
+            v["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|s| s["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&after), ids(&before));
+
+        // An invalid configuration is refused with its fields; the old one keeps serving.
+        let (status, body) = admin
+            .call(
+                "POST",
+                "/config",
+                Some(json!({"_format_version": "3.0", "routes": [{"paths": ["~("]}]})),
+            )
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["name"], "invalid declarative configuration");
+        assert!(body["fields"]["routes[0].paths[0]"].is_string(), "{body}");
+        let http = client();
+        assert_eq!(
+            http.get(format!("{proxy}/open")).send().await.expect("proxy").status(),
+            200
+        );
+
+        // A new configuration takes effect on the proxy at once.
+        let replacement = json!({
+            "_format_version": "3.0",
+            "services": [{
+                "name": "fresh",
+                "url": format!("http://{}", up.addr()),
+                "routes": [{"name": "fresh", "paths": ["/fresh"]}],
+            }],
+        });
+        let posted = Instant::now();
+        let (status, created) = admin.call("POST", "/config", Some(replacement)).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["services"].as_object().map(|m| m.len()), Some(1));
+        let fresh = http.get(format!("{proxy}/fresh")).send().await.expect("proxy");
+        assert_eq!(fresh.status(), 200);
+        assert!(posted.elapsed() < Duration::from_secs(2));
+        let gone = http.get(format!("{proxy}/open")).send().await.expect("proxy");
+        assert_eq!(gone.status(), 404);
+        let (_, services) = admin.get("/services").await;
+        assert_eq!(services["data"][0]["name"], "fresh");
+
+        // Form-encoded, as `curl -d config=...`.
+        let yaml = format!(
+            "_format_version: \"3.0\"\nservices:\n- name: formed\n  url: http://{}\n  routes: [{{paths: [/formed]}}]\n",
+            up.addr()
+        );
+        let resp = http
+            .post(format!("{}/config", admin.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "config={}",
+                percent_encoding::utf8_percent_encode(&yaml, percent_encoding::NON_ALPHANUMERIC)
+            ))
+            .send()
+            .await
+            .expect("form post");
+        assert_eq!(resp.status(), 201);
+        let formed = http.get(format!("{proxy}/formed")).send().await.expect("proxy");
+        assert_eq!(formed.status(), 200);
+
+        let (status, status_body) = admin.get("/status").await;
+        assert_eq!(status, 200);
+        assert_eq!(status_body["database"]["reachable"], true);
+        assert_eq!(
+            status_body["configuration_hash"].as_str().map(str::len),
+            Some(32)
+        );
+    });
+    gw.signal("-TERM");
+    gw.assert_exits_cleanly();
+}
+
+#[test]
+fn the_admin_api_listens_on_loopback_by_default_and_can_be_turned_off() {
+    let help = std::process::Command::new(crate::cli::BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("[default: 127.0.0.1:8001]"), "{text}");
+    let file = write("_format_version: \"3.0\"\n");
+    let gw = Running::start_with_env(file.path(), &[("GATEHOUSE_ADMIN_LISTEN", "off")]);
+    assert_eq!(gw.admin, "off");
+    gw.signal("-TERM");
+    gw.assert_exits_cleanly();
+}
