@@ -12,4 +12,5 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod snapshot;
+pub mod store;
 pub mod tls;
