@@ -234,7 +234,9 @@ impl Probe {
         let deadline = Instant::now() + self.timeout;
         let exchange = async {
             let conn =
-                match pool::checkout_h1(false, &target.addr, self.timeout, &self.settings).await {
+                match pool::checkout_h1(false, &target.addr, None, self.timeout, &self.settings)
+                    .await
+                {
                     Ok(c) => c.conn,
                     Err(ConnectError::Timeout) => return Outcome::Timeout,
                     Err(_) => return Outcome::ConnectFailure,

@@ -154,7 +154,7 @@ pub async fn call(
                 conn,
                 lease,
                 reused,
-            } = pool::checkout_h1(!replayed, target, timeout, settings).await?;
+            } = pool::checkout_h1(!replayed, target, None, timeout, settings).await?;
             match conn.send(request, timeout).await {
                 Ok((head, body)) => return Ok((head, body, lease)),
                 // A pooled connection the service had closed meanwhile: the GET is idempotent,
