@@ -20,20 +20,20 @@ const CA_ID: &str = "7f1f3c52-0d6e-4d4a-9a52-2f0a5f3b1c01";
 const CLIENT_CERT_ID: &str = "0b4c1d2e-3f40-4a5b-8c6d-7e8f9a0b1c2d";
 
 /// A certificate authority: a root, or an intermediate with the chain above it.
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
     /// Intermediates from this CA up to (not including) the root, PEM, nearest first.
     chain: String,
 }
 
 /// A certificate chain (leaf first, no root) and its key, PEM.
-struct Leaf {
+pub(crate) struct Leaf {
     cert: String,
     key: String,
 }
 
 impl Ca {
-    fn root() -> Ca {
+    pub(crate) fn root() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().expect("key");
@@ -56,7 +56,7 @@ impl Ca {
         self.issuer.pem()
     }
 
-    fn leaf(&self, names: &[&str]) -> Leaf {
+    pub(crate) fn leaf(&self, names: &[&str]) -> Leaf {
         self.leaf_with(names, |_| {})
     }
 
@@ -76,7 +76,7 @@ impl Ca {
 
 /// A TLS server configuration presenting `leaf`, requiring a client certificate issued by
 /// `client_ca` when given.
-fn server_config(leaf: &Leaf, client_ca: Option<&Ca>) -> Arc<ServerConfig> {
+pub(crate) fn server_config(leaf: &Leaf, client_ca: Option<&Ca>) -> Arc<ServerConfig> {
     let certs = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("chain");
