@@ -52,7 +52,7 @@ impl Ca {
         Ca { issuer, chain }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
