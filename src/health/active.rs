@@ -243,8 +243,8 @@ impl Probe {
                     Some((tls, sni))
                 }
                 Err(e) => {
-                    // Only an empty system trust store gets here; every probe then fails.
-                    tracing::warn!(error = %e, "https health checks cannot verify certificates");
+                    // Not expected (no CA certificates are parsed here); every probe then fails.
+                    tracing::warn!(error = %e, "https health checks cannot run");
                     None
                 }
             }

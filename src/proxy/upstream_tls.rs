@@ -94,20 +94,32 @@ impl ClientTls {
                 }
                 Arc::new(roots)
             };
-            let inner =
-                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                    .build()?;
-            match settings.verify_depth {
-                None => inner,
-                Some(depth) => Arc::new(DepthLimited {
-                    inner,
-                    roots,
-                    depth: depth as usize,
-                    algorithms: provider.signature_verification_algorithms,
-                }),
+            if roots.is_empty() {
+                // An empty system store (warned about when read): every certificate is
+                // untrusted, which each request reports, rather than refusing the configuration.
+                Arc::new(NoVerification {
+                    provider: provider.clone(),
+                    refuse: true,
+                })
+            } else {
+                let inner =
+                    WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                        .build()?;
+                match settings.verify_depth {
+                    None => inner,
+                    Some(depth) => Arc::new(DepthLimited {
+                        inner,
+                        roots,
+                        depth: depth as usize,
+                        algorithms: provider.signature_verification_algorithms,
+                    }),
+                }
             }
         } else {
-            Arc::new(NoVerification(provider.clone()))
+            Arc::new(NoVerification {
+                provider: provider.clone(),
+                refuse: false,
+            })
         };
         let builder = builder
             .dangerous()
@@ -229,7 +241,7 @@ fn system_roots() -> Arc<RootCertStore> {
             let (added, ignored) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
                 tracing::warn!(
-                    "no trusted certificates found in the system's store: https services without `ca_certificates` will fail verification"
+                    "no trusted certificates found in the system's store: https upstreams without `ca_certificates` fail verification"
                 );
             }
             tracing::debug!(added, ignored, "system trust store loaded");
@@ -251,10 +263,14 @@ impl ResolvesClientCert for ClientCert {
     }
 }
 
-/// `tls_verify: false`: any certificate is accepted; the handshake signatures are still checked
-/// (they prove the peer holds the key of the certificate it sent).
+/// No chain verification: `tls_verify: false` accepts any certificate (the handshake
+/// signatures are still checked: they prove the peer holds the key of the certificate it sent);
+/// with `refuse` (no trusted root at all) every certificate is untrusted.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+struct NoVerification {
+    provider: Arc<CryptoProvider>,
+    refuse: bool,
+}
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
@@ -265,6 +281,11 @@ impl ServerCertVerifier for NoVerification {
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
+        if self.refuse {
+            return Err(TlsError::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ));
+        }
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -277,7 +298,7 @@ impl ServerCertVerifier for NoVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
     fn verify_tls13_signature(
@@ -290,11 +311,13 @@ impl ServerCertVerifier for NoVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
