@@ -191,6 +191,24 @@ async fn https_upstreams_are_verified_with_sni_from_the_upstream_host() {
     );
     // Two handshakes completed (named, ip) plus the unverified one.
     assert_eq!(up.tls_server_names().len(), 3);
+
+    // preserve_host: the client's Host is the server name too (as Kong's $upstream_host).
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: kept\n  url: https://{addr}\n  tls_verify: false\n  routes:\n  - paths: [/kept]\n    preserve_host: true\n"
+    );
+    let gw = TestGateway::start(&yaml);
+    let resp = client()
+        .get(gw.url("/kept"))
+        .header("host", "client.test:8000")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["headers"]["host"], "client.test:8000");
+    assert_eq!(
+        up.tls_server_names().last(),
+        Some(&Some("client.test".to_string()))
+    );
 }
 
 #[tokio::test]
