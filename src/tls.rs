@@ -45,9 +45,18 @@ pub struct CertStore {
     /// `example.*`, keyed `example`.
     trailing_wildcard: HashMap<String, usize>,
     default: Option<usize>,
+    /// Index in the document's `certificates` -> index in `certs` (`None`: it had errors).
+    by_doc: Vec<Option<usize>>,
 }
 
 impl CertStore {
+    /// The primary key pair of the document's certificate at `doc_index` (for client
+    /// certificates presented to upstreams).
+    pub fn key_of(&self, doc_index: usize) -> Option<Arc<CertifiedKey>> {
+        let idx = (*self.by_doc.get(doc_index)?)?;
+        self.certs.get(idx)?.first().cloned()
+    }
+
     /// Whether the configuration has no certificate.
     pub fn is_empty(&self) -> bool {
         self.certs.is_empty()
@@ -189,6 +198,7 @@ pub fn compile_certificates(doc: &ConfigDoc, report: &mut dyn FnMut(String, Stri
         .zip(&has_sni)
         .find_map(|(idx, named)| if *named { None } else { *idx })
         .or_else(|| compiled.iter().find_map(|idx| *idx));
+    store.by_doc = compiled;
     store
 }
 

@@ -25,7 +25,7 @@ const META_KEYS: &[&str] = &[
     "_workspace",
 ];
 /// Top-level collections Kong has that this version does not support yet.
-const UNSUPPORTED_COLLECTIONS: &[&str] = &["ca_certificates", "vaults", "oauth2_credentials"];
+const UNSUPPORTED_COLLECTIONS: &[&str] = &["vaults", "oauth2_credentials"];
 /// Credential collections, nested in consumers or at the top level.
 const CONSUMER_CREDENTIALS: &[&str] = &[
     JwtSecret::COLLECTION,
@@ -150,11 +150,12 @@ impl<'a> Decoder<'a> {
                 "plugins" => self.each(key, value, |d, p, v| d.plugin(p, v, PluginScope::default())),
                 "certificates" => self.each(key, value, |d, p, v| d.certificate(p, v)),
                 "snis" => self.each(key, value, |d, p, v| d.sni(p, v, None)),
+                "ca_certificates" => self.each(key, value, |d, p, v| d.ca_certificate(p, v)),
                 k if CONSUMER_CREDENTIALS.contains(&k) => self.credentials(k, value, key, None),
                 k if UNSUPPORTED_COLLECTIONS.contains(&k) => self.unsupported(key, k, value),
                 k => self.err(
                     k.to_string(),
-                    format!("unknown top-level field `{k}`; expected one of _format_version, services, routes, upstreams, targets, consumers, plugins, certificates, snis, {}", CONSUMER_CREDENTIALS.join(", ")),
+                    format!("unknown top-level field `{k}`; expected one of _format_version, services, routes, upstreams, targets, consumers, plugins, certificates, snis, ca_certificates, {}", CONSUMER_CREDENTIALS.join(", ")),
                 ),
             }
         }
@@ -393,6 +394,17 @@ impl<'a> Decoder<'a> {
         if let Some(snis) = children.get("snis") {
             let p = format!("{path}.snis");
             self.each(&p, snis, |d, p, v| d.sni(p, v, Some(idx)));
+        }
+    }
+
+    fn ca_certificate(&mut self, path: String, value: &Value) {
+        let (c, _) = self.entity::<CaCertificate>(&path, value, &[]);
+        if let Some(item) = c {
+            self.doc.ca_certificates.push(Located {
+                path,
+                item,
+                parent: None,
+            });
         }
     }
 

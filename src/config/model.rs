@@ -99,6 +99,20 @@ pub struct Service {
     /// Extension: the share of recent requests retries may add (see `proxy::retry`).
     #[serde(default)]
     pub retry_budget: RetryBudgetConfig,
+    /// `https` services: verify the upstream's certificate. Unset means verify (unlike Kong,
+    /// whose default comes from nginx's `proxy_ssl_verify off`); `false` opts out.
+    #[serde(default)]
+    pub tls_verify: Option<bool>,
+    /// `https` services: most intermediate certificates between the upstream's certificate and
+    /// a trusted root (0..=64, nginx's `proxy_ssl_verify_depth`); unset means no limit.
+    #[serde(default)]
+    pub tls_verify_depth: Option<u32>,
+    /// `https` services: ids of `ca_certificates` to verify against, instead of the system roots.
+    #[serde(default)]
+    pub ca_certificates: Option<Vec<String>>,
+    /// `https` services: the `certificates` entity presented to the upstream (mutual TLS).
+    #[serde(default)]
+    pub client_certificate: Option<EntityRef>,
     #[serde(default)]
     pub created_at: Option<i64>,
     #[serde(default)]
@@ -552,6 +566,26 @@ pub struct Sni {
     pub updated_at: Option<i64>,
 }
 
+/// Kong `ca_certificates`: a trusted CA certificate (PEM) that `https` services name in their
+/// `ca_certificates` to verify their upstream against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaCertificate {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// One certificate (PEM).
+    pub cert: String,
+    /// SHA-256 of the certificate's DER, lowercase hex; checked when given.
+    #[serde(default)]
+    pub cert_digest: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
 /// The canonical, flattened configuration document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConfigDoc {
@@ -570,6 +604,7 @@ pub struct ConfigDoc {
     pub certificates: Vec<Located<Certificate>>,
     /// `parent` is the index of the SNI's certificate.
     pub snis: Vec<Located<Sni>>,
+    pub ca_certificates: Vec<Located<CaCertificate>>,
 }
 
 /// A small ordered map `name -> [values]` that accepts Kong's shapes: a map of lists, a map of

@@ -5,6 +5,11 @@
 //! targets are probed, every `unhealthy.interval` the unhealthy ones; an upstream's probes in
 //! flight are bounded by its `concurrency`. Each probe uses a fresh connection (a pooled one
 //! would hide a target that stopped accepting) which is closed afterwards.
+//!
+//! `https` probes shake hands over TLS first: the certificate is verified against the system's
+//! trust store unless `https_verify_certificate` is false; the server name is `https_sni`, or
+//! else the probe's `Host` (the upstream's `host_header`, or the target's host). A failed
+//! handshake counts as a TCP failure.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::config::{CheckType, Healthchecks, secs};
 use super::state::{Outcome, TargetHealth, UpstreamHealth};
 use crate::proxy::pool::{self, ConnectError, PoolSettings};
+use crate::proxy::upstream_tls::{ClientTls, TlsSettings};
 
 /// Why the checker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +186,8 @@ struct Probe {
     timeout: Duration,
     request: http::request::Parts,
     settings: Arc<PoolSettings>,
+    /// For `https` probes: the TLS client, and `https_sni` when set.
+    tls: Option<(ClientTls, Option<HeaderValue>)>,
 }
 
 impl Probe {
@@ -207,24 +215,61 @@ impl Probe {
                 HeaderValue::from_static("gatehouse-healthcheck"),
             );
         }
+        let tls = if a.kind == CheckType::Https {
+            let settings = TlsSettings {
+                verify: a.https_verify_certificate,
+                ..TlsSettings::default()
+            };
+            match ClientTls::new(&settings) {
+                Ok(tls) => {
+                    let sni = a
+                        .https_sni
+                        .as_deref()
+                        .and_then(|s| HeaderValue::from_str(s).ok());
+                    Some((tls, sni))
+                }
+                Err(e) => {
+                    // Not expected (no CA certificates are parsed here); every probe then fails.
+                    tracing::warn!(error = %e, "https health checks cannot run");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Probe {
             kind: a.kind,
             timeout: hc.active_timeout(),
             request: request.into_parts().0,
             settings: Arc::new(PoolSettings::default()),
+            tls,
         }
     }
 
     /// One probe, bounded by the timeout as a whole.
     async fn run(&self, target: &TargetHealth, host: &HeaderValue) -> Outcome {
         let deadline = Instant::now() + self.timeout;
+        if self.kind == CheckType::Https && self.tls.is_none() {
+            return Outcome::ConnectFailure;
+        }
+        let dest = self
+            .tls
+            .as_ref()
+            .map(|(tls, sni)| tls.dest(Some(sni.as_ref().unwrap_or(host)), &target.addr));
         let exchange = async {
-            let conn =
-                match pool::checkout_h1(false, &target.addr, self.timeout, &self.settings).await {
-                    Ok(c) => c.conn,
-                    Err(ConnectError::Timeout) => return Outcome::Timeout,
-                    Err(_) => return Outcome::ConnectFailure,
-                };
+            let conn = match pool::checkout_h1(
+                false,
+                &target.addr,
+                dest.as_ref(),
+                self.timeout,
+                &self.settings,
+            )
+            .await
+            {
+                Ok(c) => c.conn,
+                Err(ConnectError::Timeout) => return Outcome::Timeout,
+                Err(_) => return Outcome::ConnectFailure,
+            };
             if self.kind == CheckType::Tcp {
                 conn.retire();
                 return Outcome::Connected;

@@ -224,11 +224,7 @@ impl Healthchecks {
         let a = &self.active;
         if self.active_enabled() {
             match a.kind {
-                CheckType::Http | CheckType::Tcp => {}
-                CheckType::Https => err(
-                    "active.type",
-                    "https health checks are not supported by this version of Gatehouse (no TLS client): use http or tcp".into(),
-                ),
+                CheckType::Http | CheckType::Https | CheckType::Tcp => {}
                 CheckType::Grpc | CheckType::Grpcs => err(
                     "active.type",
                     "grpc health checks are not supported by this version of Gatehouse: use http or tcp".into(),
@@ -426,16 +422,11 @@ mod tests {
             }
         });
         assert!(Healthchecks::parse(&v).unwrap().is_off());
-        // https with probing off is harmless.
         assert!(Healthchecks::parse(&json!({"active": {"type": "https"}})).is_ok());
     }
 
     #[test]
     fn rejects_with_field_paths() {
-        assert_eq!(
-            errs(json!({"active": {"type": "https", "healthy": {"interval": 1}}})),
-            ["active.type"]
-        );
         assert_eq!(
             errs(json!({"active": {"type": "grpc", "unhealthy": {"interval": 1}}})),
             ["active.type"]

@@ -1,7 +1,10 @@
 //! A plugin's own call to an HTTP service (an authorization service, a JWKS endpoint): a
-//! bodiless GET to an `http://` URL over the gateway's upstream machinery (the per-worker
-//! keep-alive pool and the lean HTTP/1.1 client), bounded in time as a whole and in the size of
-//! the body read back.
+//! bodiless GET to an `http://` or `https://` URL over the gateway's upstream machinery (the
+//! per-worker keep-alive pool, the upstream TLS client and the lean HTTP/1.1 client), bounded in
+//! time as a whole and in the size of the body read back.
+//!
+//! `https://` verifies the service's certificate against the system's trust store (unless the
+//! plugin's setting turns verification off), with the URL's host as server name.
 //!
 //! The URL is checked once, when the configuration is loaded ([`Endpoint::parse`]): an IP
 //! literal connects without any lookup; a host name is resolved at each new connection, as for
@@ -19,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::proxy::h1_client::{H1Body, H1Error};
 use crate::proxy::pool::{self, ConnectError, H1Pooled, PoolSettings};
+use crate::proxy::upstream_tls::{self, ClientTls, TlsSettings};
 use crate::snapshot::{TargetAddr, target_addr};
 
 /// Where the calls go: the target to connect to and the request target (origin-form).
@@ -26,34 +30,40 @@ use crate::snapshot::{TargetAddr, target_addr};
 pub struct Endpoint {
     pub target: TargetAddr,
     pub path: Uri,
+    /// For `https://` URLs.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// Why a URL cannot be an [`Endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// Kept apart so that each plugin can say what TLS it lacks.
-    #[error("https is not supported by this version of Gatehouse: use an http:// address")]
-    Https,
     #[error("{0}")]
     Invalid(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Endpoint {
-    /// `http://host[:port][/path][?query]`.
+    /// `http://host[:port][/path][?query]` or `https://…`, verifying the service's certificate.
     pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
+        Endpoint::parse_with(url, true)
+    }
+
+    /// [`Endpoint::parse`]; an `https://` service's certificate is verified when `tls_verify`.
+    pub fn parse_with(url: &str, tls_verify: bool) -> Result<Endpoint, UrlError> {
         let invalid = |m: String| UrlError::Invalid(m);
         let uri: Uri = url
             .parse()
             .map_err(|e| invalid(format!("invalid URL `{url}`: {e}")))?;
-        match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("http") => {}
-            Some(s) if s.eq_ignore_ascii_case("https") => return Err(UrlError::Https),
+        let https = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
             _ => {
                 return Err(invalid(format!(
-                    "`{url}` must be an http:// URL such as http://auth.internal:9000/verify"
+                    "`{url}` must be an http:// or https:// URL such as http://auth.internal:9000/verify"
                 )));
             }
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| invalid(format!("`{url}` has no host")))?;
@@ -77,6 +87,7 @@ impl Endpoint {
         let port = match authority.port_u16() {
             Some(0) => return Err(invalid("port must be between 1 and 65535".into())),
             Some(p) => p,
+            None if https => 443,
             None => 80,
         };
         let path = match uri.path_and_query().map(|p| p.as_str()) {
@@ -85,10 +96,21 @@ impl Endpoint {
             None => "/".to_owned(),
         };
         let path = Uri::try_from(path).map_err(|e| invalid(format!("invalid path: {e}")))?;
-        Ok(Endpoint {
-            target: target_addr(&host, port),
-            path,
-        })
+        let mut target = target_addr(&host, port);
+        let tls = if https {
+            if let Some(h) = upstream_tls::host_header(&target) {
+                target.host_header = h;
+            }
+            let settings = TlsSettings {
+                verify: tls_verify,
+                ..TlsSettings::default()
+            };
+            let tls = ClientTls::new(&settings).map_err(|e| UrlError::Tls(e.to_string()))?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
+        Ok(Endpoint { target, path, tls })
     }
 
     /// The `Host` header of a call: the URL's authority.
@@ -141,12 +163,14 @@ pub struct Answer {
 /// larger than `max_body` bytes is not kept.
 pub async fn call(
     target: &TargetAddr,
+    tls: Option<&ClientTls>,
     request: &http::request::Parts,
     timeout: Duration,
     max_body: usize,
     settings: &Arc<PoolSettings>,
 ) -> Result<Answer, CallError> {
     let deadline = Instant::now() + timeout;
+    let dest = tls.map(|t| t.dest(request.headers.get(http::header::HOST), target));
     let (head, mut body, lease) = tokio::time::timeout_at(deadline, async {
         let mut replayed = false;
         loop {
@@ -154,7 +178,7 @@ pub async fn call(
                 conn,
                 lease,
                 reused,
-            } = pool::checkout_h1(!replayed, target, timeout, settings).await?;
+            } = pool::checkout_h1(!replayed, target, dest.as_ref(), timeout, settings).await?;
             match conn.send(request, timeout).await {
                 Ok((head, body)) => return Ok((head, body, lease)),
                 // A pooled connection the service had closed meanwhile: the GET is idempotent,
@@ -228,8 +252,12 @@ mod tests {
             (e.target.host.as_str(), &*e.target.key),
             ("::1", "[::1]:8080")
         );
+        let e = Endpoint::parse("https://auth.internal/keys").unwrap();
+        assert_eq!(
+            (e.target.port, e.host().to_str().unwrap(), e.tls.is_some()),
+            (443, "auth.internal", true)
+        );
         for bad in [
-            "https://auth/verify",
             "ftp://auth/",
             "auth:9000/verify",
             "/verify",
@@ -241,6 +269,5 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Endpoint::parse("HTTPS://a/").unwrap_err(), UrlError::Https);
     }
 }

@@ -43,6 +43,9 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The upstream closed or reset the connection or sent an invalid response.
     UpstreamBroken,
+    /// TLS with the upstream failed (certificate not trusted, expired, for another name; client
+    /// certificate refused): the short reason.
+    UpstreamTls(&'static str),
     /// A body to be read whole is larger than `--request-buffer-limit`.
     BodyTooLarge,
     /// A body to be read whole stalled longer than `--client-body-timeout`.
@@ -67,7 +70,8 @@ impl ProxyError {
             ProxyError::CircuitOpen | ProxyError::Overloaded => Blame::Upstream,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamTimeout
-            | ProxyError::UpstreamBroken => Blame::Upstream,
+            | ProxyError::UpstreamBroken
+            | ProxyError::UpstreamTls(_) => Blame::Upstream,
         }
     }
 
@@ -87,7 +91,9 @@ impl ProxyError {
             | ProxyError::NoTargets
             | ProxyError::CircuitOpen
             | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ConnectFailed | ProxyError::UpstreamBroken => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectFailed | ProxyError::UpstreamBroken | ProxyError::UpstreamTls(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -110,6 +116,9 @@ impl ProxyError {
                 "An invalid response was received from the upstream server".into()
             }
             ProxyError::UpstreamTimeout => "The upstream server is timing out".into(),
+            ProxyError::UpstreamTls(reason) => {
+                format!("TLS error with the upstream server: {reason}").into()
+            }
             ProxyError::BodyTooLarge => "Payload too large".into(),
             ProxyError::BodyTimeout => "Request timeout".into(),
             ProxyError::BadBody => "Bad request".into(),

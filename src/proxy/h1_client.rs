@@ -18,8 +18,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::stream::UpstreamStream;
 
 /// Largest response head accepted from an upstream (bytes).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -54,6 +55,14 @@ impl H1Error {
     pub fn nothing_received(&self) -> bool {
         matches!(self, H1Error::ClosedBeforeResponse)
     }
+
+    /// The short reason when the error is a TLS failure (an alert from the upstream, say).
+    pub fn tls_failure(&self) -> Option<&'static str> {
+        match self {
+            H1Error::Io(e) => super::upstream_tls::failure(e),
+            _ => None,
+        }
+    }
 }
 
 /// The connection was reset or broken by the peer (as opposed to any other I/O failure).
@@ -68,14 +77,14 @@ fn is_reset(e: &io::Error) -> bool {
 
 /// One upstream connection.
 pub struct H1Conn {
-    stream: TcpStream,
+    stream: UpstreamStream,
     buf: BytesMut,
 }
 
 impl H1Conn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: impl Into<UpstreamStream>) -> Self {
         H1Conn {
-            stream,
+            stream: stream.into(),
             buf: BytesMut::new(),
         }
     }
@@ -84,7 +93,8 @@ impl H1Conn {
     /// is in flight on it, and it spares both sides the TIME_WAIT and close handshake (HAProxy's
     /// `nolinger`). Keeps connection churn cheap for a busy upstream.
     pub fn retire(self) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+        let _ =
+            socket2::SockRef::from(self.stream.tcp()).set_linger(Some(std::time::Duration::ZERO));
     }
 
     /// Whether an idle connection still looks usable: not closed by the upstream and with no
@@ -94,13 +104,25 @@ impl H1Conn {
             return false;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
+        let stream = match &mut self.stream {
+            UpstreamStream::Plain(s) => s,
+            UpstreamStream::Tls(s) => {
+                // A TLS read consumes records that carry no data (session tickets) and stays
+                // pending; end of stream (close_notify or FIN) or stray bytes are not reusable.
+                let mut probe = [0u8; 1];
+                let mut probe = tokio::io::ReadBuf::new(&mut probe);
+                return Pin::new(s.as_mut())
+                    .poll_read(&mut cx, &mut probe)
+                    .is_pending();
+            }
+        };
+        match stream.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             // Readable while idle: either EOF or stray bytes; neither is reusable.
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
     }
@@ -155,16 +177,26 @@ impl H1Conn {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let written = match self.stream.try_write(&out) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) if is_reset(&e) => return Err(H1Error::ClosedBeforeResponse),
-            Err(e) => return Err(e.into()),
+        let written = match &self.stream {
+            UpstreamStream::Plain(s) => match s.try_write(&out) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) if is_reset(&e) => return Err(H1Error::ClosedBeforeResponse),
+                Err(e) => return Err(e.into()),
+            },
+            UpstreamStream::Tls(_) => 0,
         };
         if written < out.len() {
-            tokio::time::timeout(write_timeout, self.stream.write_all(&out[written..]))
-                .await
-                .map_err(|_| H1Error::WriteTimeout)??;
+            let stream = &mut self.stream;
+            let send = async {
+                stream.write_all(&out[written..]).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(write_timeout, send).await {
+                Err(_) => return Err(H1Error::WriteTimeout),
+                Ok(Err(e)) if is_reset(&e) => return Err(H1Error::ClosedBeforeResponse),
+                Ok(r) => r?,
+            }
         }
 
         loop {
@@ -230,7 +262,7 @@ pub enum Answer {
     /// A final response, its body still to be read.
     Response(http::response::Parts, H1Body),
     /// `101 Switching Protocols`: the connection, and the bytes already read past the head.
-    Switched(http::response::Parts, TcpStream, Bytes),
+    Switched(http::response::Parts, UpstreamStream, Bytes),
 }
 
 /// Byte ranges of one header field inside the response head.
@@ -411,10 +443,17 @@ impl H1Body {
 
     /// Read more bytes into the connection buffer; `Ok(0)` at end of stream.
     fn poll_fill(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let stream = match &mut conn.stream {
+            UpstreamStream::Plain(s) => s,
+            UpstreamStream::Tls(s) => {
+                conn.buf.reserve(READ_CHUNK);
+                return tokio_util::io::poll_read_buf(Pin::new(s.as_mut()), cx, &mut conn.buf);
+            }
+        };
         loop {
-            ready!(conn.stream.poll_read_ready(cx))?;
+            ready!(stream.poll_read_ready(cx))?;
             conn.buf.reserve(READ_CHUNK);
-            match conn.stream.try_read_buf(&mut conn.buf) {
+            match stream.try_read_buf(&mut conn.buf) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -564,7 +603,7 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// A one-shot upstream: reads one request head, then writes `pieces` (flushing each), then
     /// closes if `close` is set, else keeps the socket open until the test ends.

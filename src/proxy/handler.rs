@@ -25,6 +25,7 @@ use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use super::upgrade::{self, Handshake};
+use super::upstream_tls;
 use crate::health::Outcome;
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
@@ -508,9 +509,29 @@ fn finish(chain: &Chain, ctx: &mut RequestCtx, resp: Response<ProxyBody>) -> Res
     Response::from_parts(head, body)
 }
 
-/// The `Host` for a request to `target`: the upstream's `host_header` if set, else the target's.
-pub(super) fn host_for(target: &TargetAddr, upstream_host: Option<&HeaderValue>) -> HeaderValue {
-    upstream_host.unwrap_or(&target.host_header).clone()
+/// The `Host` for a request to `target`: the upstream's `host_header` if set, else the target's
+/// (without port 443 for a service over TLS).
+pub(super) fn host_for(
+    target: &TargetAddr,
+    upstream_host: Option<&HeaderValue>,
+    service: &ServiceRt,
+) -> HeaderValue {
+    match upstream_host {
+        Some(h) => h.clone(),
+        None => service
+            .tls
+            .as_ref()
+            .and_then(|_| upstream_tls::host_header(target))
+            .unwrap_or_else(|| target.host_header.clone()),
+    }
+}
+
+/// The error for a failed connect: a TLS failure names itself, anything else is `otherwise`.
+pub(super) fn connect_error(e: &pool::ConnectError, otherwise: ProxyError) -> ProxyError {
+    match e.tls_failure() {
+        Some(reason) => ProxyError::UpstreamTls(reason),
+        None => otherwise,
+    }
 }
 
 /// Send a request without a body through the lean client (see `h1_client`). A failed connect
@@ -531,20 +552,33 @@ async fn send_lean(
     let mut replayed = false;
     loop {
         let (target, host_header) = attempts.next_target()?;
-        let pooled =
-            match pool::checkout_h1(!replayed, target, service.connect_timeout, settings).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let timed_out = matches!(e, pool::ConnectError::Timeout);
-                    attempts.connect_failed(target, &e, timed_out)?;
-                    continue;
-                }
-            };
         if set_host {
             parts
                 .headers
-                .insert(header::HOST, host_for(target, host_header));
+                .insert(header::HOST, host_for(target, host_header, service));
         }
+        let dest = service
+            .tls
+            .as_ref()
+            .map(|t| t.dest(parts.headers.get(header::HOST), target));
+        let pooled = match pool::checkout_h1(
+            !replayed,
+            target,
+            dest.as_ref(),
+            service.connect_timeout,
+            settings,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let timed_out = matches!(e, pool::ConnectError::Timeout);
+                attempts
+                    .connect_failed(target, &e, timed_out)
+                    .map_err(|pe| connect_error(&e, pe))?;
+                continue;
+            }
+        };
         let H1Pooled {
             conn,
             lease,
@@ -594,7 +628,10 @@ async fn send_lean(
                 if idempotent && e.nothing_received() && attempts.retry(false) {
                     continue;
                 }
-                return Err(ProxyError::UpstreamBroken);
+                return Err(match e.tls_failure() {
+                    Some(reason) => ProxyError::UpstreamTls(reason),
+                    None => ProxyError::UpstreamBroken,
+                });
             }
         }
     }
@@ -615,24 +652,34 @@ async fn send_upstream(
     let mut pending = Some(Request::from_parts(parts, body));
     loop {
         let (target, host_header) = attempts.next_target()?;
-        let mut conn = match pool::checkout(&target.key, settings).await {
-            Some(c) => c,
-            None => match pool::connect(target, service.connect_timeout, settings).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let timed_out = matches!(e, pool::ConnectError::Timeout);
-                    attempts.connect_failed(target, &e, timed_out)?;
-                    continue;
-                }
-            },
-        };
         let Some(mut req) = pending.take() else {
             return Err(ProxyError::UpstreamBroken);
         };
         if set_host {
             req.headers_mut()
-                .insert(header::HOST, host_for(target, host_header));
+                .insert(header::HOST, host_for(target, host_header, service));
         }
+        let dest = service
+            .tls
+            .as_ref()
+            .map(|t| t.dest(req.headers().get(header::HOST), target));
+        let key = dest.as_ref().map_or(&target.key, |d| &d.key);
+        let mut conn = match pool::checkout(key, settings).await {
+            Some(c) => c,
+            None => match pool::connect(target, dest.as_ref(), service.connect_timeout, settings)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let timed_out = matches!(e, pool::ConnectError::Timeout);
+                    pending = Some(req);
+                    attempts
+                        .connect_failed(target, &e, timed_out)
+                        .map_err(|pe| connect_error(&e, pe))?;
+                    continue;
+                }
+            },
+        };
         match tokio::time::timeout(service.read_timeout, conn.sender.try_send_request(req)).await {
             Err(_) => {
                 // Still sending the client's body: the client is the slow one.
@@ -662,7 +709,10 @@ async fn send_upstream(
                         return Err(ProxyError::BadBody);
                     }
                     attempts.report(Outcome::ConnectFailure);
-                    return Err(ProxyError::UpstreamBroken);
+                    return Err(match upstream_tls::failure_in(e.error()) {
+                        Some(reason) => ProxyError::UpstreamTls(reason),
+                        None => ProxyError::UpstreamBroken,
+                    });
                 }
             },
         }

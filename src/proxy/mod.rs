@@ -11,6 +11,8 @@ pub mod path;
 pub mod pool;
 pub mod retry;
 pub mod server;
+pub mod stream;
 pub mod upgrade;
+pub mod upstream_tls;
 
 pub use server::{Gateway, GatewayHandle, ServerConfig};

@@ -1,6 +1,7 @@
 //! Upstream keep-alive connection pool.
 //!
-//! Idle HTTP/1.1 connections are kept per target (`host:port`) and per worker thread, as
+//! Idle HTTP/1.1 connections are kept per target (`host:port`; for TLS connections, a key that
+//! also names the TLS settings and server name, see `upstream_tls`) and per worker thread, as
 //! nginx and Kong keep them per worker: a worker never takes a lock to find a connection.
 //! Settings mirror Kong's `upstream_keepalive_pool_size` (idle connections kept per target),
 //! `upstream_keepalive_max_requests` (requests per connection before it is closed) and
@@ -24,6 +25,8 @@ use tokio::net::TcpStream;
 
 use super::body::RequestBody;
 use super::h1_client::H1Conn;
+use super::stream::UpstreamStream;
+use super::upstream_tls::{self, TlsDest};
 use crate::snapshot::TargetAddr;
 
 /// Pool limits (node settings, see `docs/configuration.md`).
@@ -170,15 +173,16 @@ impl Lease {
     }
 }
 
-/// Take an idle lean-client connection to `key` (when `reuse` allows), or open one within
-/// `timeout`.
+/// Take an idle lean-client connection to `target` (over TLS to `tls` when given; when `reuse`
+/// allows), or open one within `timeout`.
 pub async fn checkout_h1(
     reuse: bool,
     target: &TargetAddr,
+    tls: Option<&TlsDest<'_>>,
     timeout: Duration,
     settings: &Arc<PoolSettings>,
 ) -> Result<H1Pooled, ConnectError> {
-    let key = &target.key;
+    let key = tls.map_or(&target.key, |d| &d.key);
     let idle = if reuse {
         IDLE_H1.with(|map| take_idle(map, key, settings, H1Conn::is_reusable))
     } else {
@@ -196,7 +200,7 @@ pub async fn checkout_h1(
             reused: true,
         });
     }
-    let stream = tcp_connect(&target.host, target.port, timeout).await?;
+    let stream = open(target, tls, timeout).await?;
     let lease = Lease {
         key: key.clone(),
         uses: 1,
@@ -236,23 +240,52 @@ pub enum ConnectError {
     Io(#[from] std::io::Error),
     #[error("HTTP handshake failed: {0}")]
     Handshake(#[from] hyper::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
-async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+impl ConnectError {
+    /// The short reason of a failed TLS handshake (see [`upstream_tls::failure`]).
+    pub fn tls_failure(&self) -> Option<&'static str> {
+        match self {
+            ConnectError::Tls(e) => {
+                Some(upstream_tls::failure(e).unwrap_or("the handshake failed"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Connect to `target` (and shake hands over TLS with `tls`), all within `timeout`.
+async fn open(
+    target: &TargetAddr,
+    tls: Option<&TlsDest<'_>>,
+    timeout: Duration,
+) -> Result<UpstreamStream, ConnectError> {
+    let connect = async {
+        let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        stream.set_nodelay(true)?;
+        match tls {
+            None => Ok(UpstreamStream::Plain(stream)),
+            Some(d) => match d.tls.handshake(d.name.clone(), stream).await {
+                Ok(s) => Ok(UpstreamStream::Tls(Box::new(s))),
+                Err(e) => Err(ConnectError::Tls(e)),
+            },
+        }
+    };
+    tokio::time::timeout(timeout, connect)
         .await
-        .map_err(|_| ConnectError::Timeout)??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+        .map_err(|_| ConnectError::Timeout)?
 }
 
-/// Open a new hyper connection to `host:port` within `timeout`.
+/// Open a new hyper connection to `target` (over TLS to `tls` when given) within `timeout`.
 pub async fn connect(
     target: &TargetAddr,
+    tls: Option<&TlsDest<'_>>,
     timeout: Duration,
     settings: &Arc<PoolSettings>,
 ) -> Result<PooledConn, ConnectError> {
-    let stream = tcp_connect(&target.host, target.port, timeout).await?;
+    let stream = open(target, tls, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake::<_, RequestBody>(TokioIo::new(stream))
         .await?;
@@ -264,7 +297,7 @@ pub async fn connect(
     Ok(PooledConn {
         sender,
         request_sent: None,
-        key: target.key.clone(),
+        key: tls.map_or(&target.key, |d| &d.key).clone(),
         uses: 1,
         settings: settings.clone(),
         reused: false,

@@ -16,7 +16,6 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use super::balance::Attempts;
@@ -25,6 +24,7 @@ use super::error::ProxyError;
 use super::forward::remove_hop_by_hop;
 use super::h1_client::{Answer, H1Error};
 use super::pool::{self, H1Pooled, PoolSettings};
+use super::stream::UpstreamStream;
 use crate::health::Outcome;
 use crate::snapshot::ServiceRt;
 
@@ -55,7 +55,7 @@ pub enum Handshake {
     /// `101`: its head, the connection, and the bytes it sent past its head.
     Switched {
         head: http::response::Parts,
-        stream: TcpStream,
+        stream: UpstreamStream,
         rest: Bytes,
     },
     /// Any other answer, passed on as it is.
@@ -80,20 +80,34 @@ pub async fn send_handshake(
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     loop {
         let (target, host_header) = attempts.next_target()?;
-        let H1Pooled { conn, lease, .. } =
-            match pool::checkout_h1(false, target, service.connect_timeout, settings).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let timed_out = matches!(e, pool::ConnectError::Timeout);
-                    attempts.connect_failed(target, &e, timed_out)?;
-                    continue;
-                }
-            };
         if set_host {
-            parts
-                .headers
-                .insert(header::HOST, super::handler::host_for(target, host_header));
+            parts.headers.insert(
+                header::HOST,
+                super::handler::host_for(target, host_header, service),
+            );
         }
+        let dest = service
+            .tls
+            .as_ref()
+            .map(|t| t.dest(parts.headers.get(header::HOST), target));
+        let H1Pooled { conn, lease, .. } = match pool::checkout_h1(
+            false,
+            target,
+            dest.as_ref(),
+            service.connect_timeout,
+            settings,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let timed_out = matches!(e, pool::ConnectError::Timeout);
+                attempts
+                    .connect_failed(target, &e, timed_out)
+                    .map_err(|pe| super::handler::connect_error(&e, pe))?;
+                continue;
+            }
+        };
         return match tokio::time::timeout(
             service.read_timeout,
             conn.send_upgrade(&parts, service.write_timeout),
@@ -148,7 +162,12 @@ pub fn switching_response(head: http::response::Parts) -> Response<ProxyBody> {
 /// Copy bytes between the client (once hyper has sent the 101 and hands its connection over)
 /// and the upstream, until either side closes. Runs on its own task, tracked with the
 /// listener's connections so that a graceful shutdown waits for it (up to the drain timeout).
-pub fn bridge(tasks: &TaskTracker, on_upgrade: OnUpgrade, mut upstream: TcpStream, rest: Bytes) {
+pub fn bridge(
+    tasks: &TaskTracker,
+    on_upgrade: OnUpgrade,
+    mut upstream: UpstreamStream,
+    rest: Bytes,
+) {
     tasks.spawn(async move {
         let client = match on_upgrade.await {
             Ok(c) => c,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, Uri};
 
+use super::upstream_tls;
 use super::{
     HashInput, HashPolicy, RouteRt, ServiceRt, ServiceTarget, Snapshot, TargetAddr, UpstreamRt,
 };
@@ -154,10 +155,22 @@ pub fn compile_with_addresses(
         })
         .collect();
 
+    let certificates =
+        crate::tls::compile_certificates(&doc, &mut |path, message| errors.push(path, message));
+    let ca_certificates = upstream_tls::compile_ca_certificates(&doc, &mut |path, message| {
+        errors.push(path, message)
+    });
     let services: Vec<ServiceRt> = doc
         .services
         .iter()
-        .map(|s| compile_service(&mut errors, &s.path, &s.item, &doc))
+        .map(|s| {
+            compile_service(
+                &mut errors,
+                &s.path,
+                &s.item,
+                (&doc, &certificates, &ca_certificates),
+            )
+        })
         .collect();
 
     let consumers = match Consumers::compile(&doc) {
@@ -259,12 +272,17 @@ pub fn compile_with_addresses(
         routes.push(rt);
     }
 
-    let certificates =
-        crate::tls::compile_certificates(&doc, &mut |path, message| errors.push(path, message));
     check_unique(
         &mut errors,
         "id",
         doc.certificates
+            .iter()
+            .map(|c| (&c.path, c.item.id.as_deref())),
+    );
+    check_unique(
+        &mut errors,
+        "id",
+        doc.ca_certificates
             .iter()
             .map(|c| (&c.path, c.item.id.as_deref())),
     );
@@ -477,7 +495,13 @@ fn compile_route(
     }
 }
 
-fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &ConfigDoc) -> ServiceRt {
+fn compile_service(
+    errors: &mut Errors<'_>,
+    path: &str,
+    s: &Service,
+    tls_refs: (&ConfigDoc, &crate::tls::CertStore, &upstream_tls::CaCerts),
+) -> ServiceRt {
+    let doc = tls_refs.0;
     let mut protocol = s.protocol.clone();
     let mut host = s.host.clone();
     let mut port = s.port;
@@ -512,16 +536,26 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
         }
     }
     let protocol = protocol.unwrap_or_else(|| "http".into());
-    if protocol != "http" {
+    if protocol != "http" && protocol != "https" {
         let msg = if KNOWN_PROTOCOLS.contains(&protocol.as_str()) {
-            format!("protocol `{protocol}` is not supported by this version of Gatehouse (http)")
+            format!(
+                "protocol `{protocol}` is not supported by this version of Gatehouse (http, https)"
+            )
         } else {
             format!("unknown protocol `{protocol}`")
         };
         let field = if s.url.is_some() { "url" } else { "protocol" };
         errors.push(format!("{path}.{field}"), msg);
     }
-    let port = port.unwrap_or(80);
+    let tls = upstream_tls::service_tls(
+        &mut |p, m| errors.push(p, m),
+        path,
+        s,
+        protocol == "https",
+        Vec::new(),
+        tls_refs,
+    );
+    let port = port.unwrap_or(if protocol == "https" { 443 } else { 80 });
     if port == 0 {
         errors.push(
             format!("{path}.port"),
@@ -591,6 +625,7 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
         write_timeout: Duration::from_millis(s.write_timeout),
         read_timeout: Duration::from_millis(s.read_timeout),
         retries: s.retries,
+        tls,
     }
 }
 

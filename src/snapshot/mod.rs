@@ -6,6 +6,7 @@
 //! with its field path and source position, or a snapshot.
 
 mod compile;
+mod upstream_tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +141,8 @@ pub struct ServiceRt {
     pub retry_on: RetryOn,
     /// Shared by every request to the service, on every worker.
     pub retry_budget: RetryBudget,
+    /// TLS to the upstream (`https` services).
+    pub tls: Option<Arc<crate::proxy::upstream_tls::ClientTls>>,
 }
 
 /// An upstream: its targets and the balancer that picks among them.

@@ -139,7 +139,7 @@ fn syntax_errors_point_at_the_line() {
 #[test]
 fn unsupported_features_are_errors_not_silence() {
     let errs = errors(
-        "_format_version: \"3.0\"\nupstreams:\n- name: u\n  algorithm: fastest\n  healthchecks:\n    active:\n      type: https\n      healthy:\n        interval: 5\n",
+        "_format_version: \"3.0\"\nupstreams:\n- name: u\n  algorithm: fastest\n  healthchecks:\n    active:\n      type: grpc\n      healthy:\n        interval: 5\n",
     );
     assert!(
         find(&errs, "upstreams[0].algorithm")
@@ -149,7 +149,7 @@ fn unsupported_features_are_errors_not_silence() {
     assert!(
         find(&errs, "upstreams[0].healthchecks.active.type")
             .message
-            .contains("https")
+            .contains("grpc")
     );
     // Kong's disabled defaults load fine.
     let ok = load_str(

@@ -515,8 +515,45 @@ services:
     assert_eq!(up.request_count(), 1);
 }
 
+#[tokio::test]
+async fn https_services_are_verified_unless_told_otherwise() {
+    use crate::upstream_tls::{Ca, server_config};
+    let up = Upstream::start().await;
+    // A certificate from a CA the system's store does not have; any request is allowed.
+    let ca = Ca::root();
+    let auth =
+        Upstream::start_tls(server_config(&ca.leaf(&["auth.test", "127.0.0.1"]), None)).await;
+    let route = |path: &str, verify: bool| {
+        format!(
+            "  - paths: [{path}]\n    plugins:\n    - name: forward-auth\n      config: {{address: \"https://{}/verify\", tls_verify: {verify}}}\n",
+            auth.addr()
+        )
+    };
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://{}\n  routes:\n{}{}",
+        up.addr(),
+        route("/strict", true),
+        route("/lax", false)
+    );
+    let gw = TestGateway::start(&yaml);
+    let resp = client().get(gw.url("/strict")).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        503,
+        "the service's certificate is not trusted"
+    );
+    assert_eq!(auth.request_count(), 0);
+    let resp = client().get(gw.url("/lax")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(auth.request_count(), 1);
+    assert_eq!(auth.requests()[0].path, "/verify");
+    // The server name is the address's host: an IP address sends none.
+    assert_eq!(auth.tls_server_names(), vec![None]);
+    assert_eq!(up.request_count(), 1);
+}
+
 #[test]
-fn https_addresses_are_rejected_at_load() {
+fn bad_settings_are_rejected_at_load() {
     let yaml = r#"_format_version: "3.0"
 services:
 - name: s
@@ -526,14 +563,14 @@ services:
     plugins:
     - name: forward-auth
       config:
-        address: https://auth.example/verify
+        address: ftp://auth.example/verify
         timeout: 0
 "#;
     let errors = crate::harness::config_errors(yaml, &[]);
     assert!(
         errors.contains("kong.yml:10:")
             && errors.contains(
-                "services[0].routes[0].plugins[0].config.address: https is not supported"
+                "services[0].routes[0].plugins[0].config.address: `ftp://auth.example/verify` must be an http:// or https:// URL"
             ),
         "{errors}"
     );

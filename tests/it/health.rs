@@ -202,6 +202,44 @@ async fn active_http_statuses_count() {
 }
 
 #[tokio::test]
+async fn active_https_probes_verify_the_certificate_and_send_the_sni() {
+    use crate::upstream_tls::{Ca, server_config};
+    // A certificate from a CA the system's store does not have.
+    let ca = Ca::root();
+    let server = Upstream::start_tls(server_config(&ca.leaf(&["probe.test"]), None)).await;
+    let reg = HealthRegistry::new();
+    let policy = |verify: bool| {
+        checks(json!({"active": {
+            "type": "https", "https_verify_certificate": verify, "https_sni": "probe.test",
+            "healthy": {"interval": 0.1, "successes": 1},
+            "unhealthy": {"interval": 0.1, "tcp_failures": 1, "http_failures": 1}
+        }}))
+    };
+    let lax = reg.bind("lax", policy(false), None, [(target(server.addr()), 100)]);
+    let strict = reg.bind("strict", policy(true), None, [(target(server.addr()), 100)]);
+    let checker = ActiveChecker::start(vec![lax.clone(), strict.clone()]).unwrap();
+    within(
+        Duration::from_millis(100) + SLACK,
+        "an untrusted certificate makes it UNHEALTHY",
+        || !healthy(&strict, 0),
+    )
+    .await;
+    within(SLACK, "unverified probes reach the server", || {
+        server.request_count() >= 2
+    })
+    .await;
+    assert!(healthy(&lax, 0));
+    assert!(server.requests().iter().all(|r| r.path == "/"));
+    assert!(
+        server
+            .tls_server_names()
+            .iter()
+            .all(|n| n.as_deref() == Some("probe.test"))
+    );
+    checker.stop();
+}
+
+#[tokio::test]
 async fn active_timeouts_count() {
     let hanging = Upstream::start().await;
     let hc = checks(json!({"active": {

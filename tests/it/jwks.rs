@@ -28,6 +28,7 @@ use crate::support::{Upstream, client, closed_port};
 /// The key server: `GET` anything answers the current set as JSON, after `delay`.
 struct JwksServer {
     addr: SocketAddr,
+    scheme: &'static str,
     hits: Arc<AtomicUsize>,
     set: Arc<Mutex<Value>>,
     delay_ms: Arc<AtomicU64>,
@@ -40,6 +41,21 @@ impl JwksServer {
     }
 
     async fn start_on(addr: SocketAddr, set: Value) -> JwksServer {
+        Self::bind(addr, set, None).await
+    }
+
+    /// Serves over TLS with `config`.
+    async fn start_tls(set: Value, config: Arc<rustls::ServerConfig>) -> JwksServer {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0)), set, Some(acceptor)).await
+    }
+
+    async fn bind(
+        addr: SocketAddr,
+        set: Value,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> JwksServer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -58,21 +74,37 @@ impl JwksServer {
                 };
                 let (h, s, d) = (h.clone(), s.clone(), d.clone());
                 let mut stopped = stopped.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service =
                         service_fn(move |req| serve(h.clone(), s.clone(), d.clone(), req));
-                    let conn =
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let builder = http1::Builder::new();
                     // Stopping closes kept-alive connections too: the server is really down.
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = stopped.changed() => {}
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            tokio::select! {
+                                _ = conn => {}
+                                _ = stopped.changed() => {}
+                            }
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            tokio::select! {
+                                _ = conn => {}
+                                _ = stopped.changed() => {}
+                            }
+                        }
                     }
                 });
             }
         });
         JwksServer {
             addr,
+            scheme,
             hits,
             set,
             delay_ms,
@@ -81,7 +113,7 @@ impl JwksServer {
     }
 
     fn uri(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        format!("{}://{}/.well-known/jwks.json", self.scheme, self.addr)
     }
 
     fn hits(&self) -> usize {
@@ -294,6 +326,35 @@ async fn tokens_are_verified_by_the_key_their_kid_names() {
         1,
         "within jwks_min_refresh_interval (30 s by default) an unknown kid fetches nothing"
     );
+}
+
+#[tokio::test]
+async fn https_key_endpoints_are_verified_unless_told_otherwise() {
+    use crate::upstream_tls::{Ca, server_config};
+    let up = Upstream::start().await;
+    // A certificate from a CA the system's store does not have.
+    let ca = Ca::root();
+    let idp = JwksServer::start_tls(
+        set(&[jwk("RS256", "rsa-1")]),
+        server_config(&ca.leaf(&["127.0.0.1"]), None),
+    )
+    .await;
+    assert!(idp.uri().starts_with("https://"));
+    let config = |verify: bool| {
+        format!(
+            "        jwks_uri: {}\n        algorithms: [RS256]\n        jwks_tls_verify: {verify}\n",
+            idp.uri()
+        )
+    };
+    let strict = TestGateway::start(&gateway_yaml(&up, &config(true)));
+    let (status, body, _) = call(&strict, "/api", &token("RS256", Some("rsa-1"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(idp.hits(), 0, "the handshake failed before any request");
+
+    let lax = TestGateway::start(&gateway_yaml(&up, &config(false)));
+    let (status, body, _) = call(&lax, "/api", &token("RS256", Some("rsa-1"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(idp.hits(), 1);
 }
 
 #[tokio::test]
@@ -549,7 +610,7 @@ routes:
 - paths: [/c]
   plugins:
   - name: jwt
-    config: {{jwks_uri: "https://idp.example/.well-known/jwks.json", algorithms: [RS256]}}
+    config: {{jwks_uri: "ftp://idp.example/.well-known/jwks.json", algorithms: [RS256]}}
 - paths: [/d]
   plugins:
   - name: jwt
@@ -573,7 +634,7 @@ routes:
         &[
             "routes[0].plugins[0].config: only one of these fields may be set: 'config.secret', 'config.public_key', 'config.jwks_uri', 'config.jwks'",
             "routes[1].plugins[0].config: only one of these fields may be set",
-            "routes[2].plugins[0].config.jwks_uri: TLS to JWKS endpoints is not supported",
+            "routes[2].plugins[0].config.jwks_uri: `ftp://idp.example/.well-known/jwks.json` must be an http:// or https:// URL",
             "routes[3].plugins[0].config.algorithms: required with `jwks_uri`",
             "routes[4].plugins[0].config.algorithms: required with `jwks`",
             "routes[5].plugins[0].config.jwks: no usable key: keys[0] (kid \"a\"): fits none of the configured algorithms",

@@ -24,5 +24,6 @@ mod routing;
 mod support;
 mod tls;
 mod upstream_selftest;
+mod upstream_tls;
 mod watch;
 mod websocket;

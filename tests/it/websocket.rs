@@ -34,6 +34,15 @@ pub(crate) struct EchoServer {
 
 impl EchoServer {
     pub(crate) async fn start() -> EchoServer {
+        EchoServer::bind(None).await
+    }
+
+    /// The same over TLS with `config`.
+    async fn start_tls(config: Arc<rustls::ServerConfig>) -> EchoServer {
+        EchoServer::bind(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn bind(tls: Option<tokio_rustls::TlsAcceptor>) -> EchoServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let handshakes = Arc::new(Mutex::new(Vec::new()));
@@ -41,31 +50,14 @@ impl EchoServer {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let seen = seen.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    // The error type is tungstenite's.
-                    #[allow(clippy::result_large_err)]
-                    let callback = |req: &Request, mut resp: Response| {
-                        let offered = req
-                            .headers()
-                            .get("sec-websocket-protocol")
-                            .and_then(|v| v.to_str().ok())
-                            .is_some_and(|v| v.split(',').any(|p| p.trim() == "chat"));
-                        if offered {
-                            resp.headers_mut()
-                                .insert("sec-websocket-protocol", HeaderValue::from_static("chat"));
-                        }
-                        seen.lock().expect("lock").push(req.headers().clone());
-                        Ok(resp)
-                    };
-                    let Ok(mut ws) = accept_hdr_async(stream, callback).await else {
-                        return;
-                    };
-                    if ws.send(Message::text(GREETING)).await.is_err() {
-                        return;
-                    }
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                            return;
+                    match tls {
+                        None => echo(stream, seen).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                echo(stream, seen).await;
+                            }
                         }
                     }
                 });
@@ -80,6 +72,36 @@ impl EchoServer {
 
     fn handshakes(&self) -> Vec<HeaderMap> {
         self.handshakes.lock().expect("lock").clone()
+    }
+}
+
+/// One WebSocket connection of the echo server.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: Arc<Mutex<Vec<HeaderMap>>>) {
+    // The error type is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, mut resp: Response| {
+        let offered = req
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|p| p.trim() == "chat"));
+        if offered {
+            resp.headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("chat"));
+        }
+        seen.lock().expect("lock").push(req.headers().clone());
+        Ok(resp)
+    };
+    let Ok(mut ws) = accept_hdr_async(stream, callback).await else {
+        return;
+    };
+    if ws.send(Message::text(GREETING)).await.is_err() {
+        return;
+    }
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -197,6 +219,26 @@ async fn websocket_messages_flow_both_ways_through_the_gateway() {
     for ws in &mut both {
         close(ws).await;
     }
+}
+
+#[tokio::test]
+async fn websocket_to_an_https_upstream() {
+    use crate::upstream_tls::{Ca, server_config};
+    let ca = Ca::root();
+    let up = EchoServer::start_tls(server_config(&ca.leaf(&["127.0.0.1"]), None)).await;
+    let yaml = format!(
+        "_format_version: \"3.0\"\nca_certificates:\n- id: ws-ca\n  cert: {}\nservices:\n- name: wss\n  url: https://{}\n  ca_certificates: [ws-ca]\n  routes:\n  - paths: [/ws]\n",
+        crate::tls::q(&ca.pem()),
+        up.addr
+    );
+    let gw = TestGateway::start(&yaml);
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let (mut ws, resp) = open(tcp, &format!("ws://{}/ws", gw.addr), &[])
+        .await
+        .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    exchange(&mut ws).await;
+    assert_eq!(up.handshakes().len(), 1);
 }
 
 /// Close handshake from the client: true when the upstream's close frame came back before the

@@ -29,6 +29,7 @@ use super::{BuildContext, Flow, Plugin, RequestCtx, json_message};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
 use crate::proxy::pool::{ConnectError, PoolSettings};
+use crate::proxy::upstream_tls::ClientTls;
 use crate::snapshot::TargetAddr;
 
 /// Largest auth response body read back (and relayed to the client on a denial).
@@ -69,6 +70,14 @@ pub struct Config {
     /// Traefik's `forwardBody`: accepted only as `false` in this version.
     #[serde(default)]
     pub forward_body: bool,
+    /// An `https://` address: verify its certificate against the system's trust store
+    /// (Traefik's `tls.insecureSkipVerify`, inverted).
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Boxed: every variant of the plugin enum is as large as the largest, and these settings are
@@ -77,6 +86,8 @@ pub struct ForwardAuth(Box<Settings>);
 
 struct Settings {
     target: TargetAddr,
+    /// For an `https://` address.
+    tls: Option<Arc<ClientTls>>,
     /// The request target of the auth request (origin-form, from `address`).
     path: Uri,
     /// `Host` of the auth request: `address`'s authority.
@@ -107,7 +118,7 @@ impl Plugin for ForwardAuth {
 
     fn new(c: Config, _ctx: &BuildContext<'_>) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let address = Endpoint::parse(&c.address)
+        let address = Endpoint::parse_with(&c.address, c.tls_verify)
             .map_err(|e| errors.push(("address".to_string(), e.to_string())))
             .ok();
         if c.timeout == 0 || c.timeout > i32::MAX as u64 {
@@ -174,10 +185,11 @@ impl Plugin for ForwardAuth {
             ));
         }
         match address {
-            Some(Endpoint { target, path }) if errors.is_empty() => {
+            Some(Endpoint { target, path, tls }) if errors.is_empty() => {
                 Ok(ForwardAuth(Box::new(Settings {
                     host: target.host_header.clone(),
                     target,
+                    tls,
                     path,
                     timeout: Duration::from_millis(c.timeout),
                     trust_forward_header: c.trust_forward_header,
@@ -197,7 +209,16 @@ impl Plugin for ForwardAuth {
     async fn on_request(&self, ctx: &mut RequestCtx, req: &mut http::request::Parts) -> Flow {
         let s = &*self.0;
         let auth_req = s.auth_request(ctx, req);
-        match http_call::call(&s.target, &auth_req, s.timeout, MAX_BODY_BYTES, &s.pool).await {
+        match http_call::call(
+            &s.target,
+            s.tls.as_deref(),
+            &auth_req,
+            s.timeout,
+            MAX_BODY_BYTES,
+            &s.pool,
+        )
+        .await
+        {
             Ok(answer) if answer.head.status.is_success() => {
                 s.allow(ctx, req, &answer);
                 Flow::Continue
@@ -537,7 +558,7 @@ mod tests {
     #[test]
     fn config_errors_name_their_field() {
         let errors = fields(build(serde_json::json!({
-            "address": "https://auth/",
+            "address": "ftp://auth/",
             "timeout": 0,
             "auth_request_headers": ["ok", "bad name"],
             "auth_response_headers": ["X-User", "Content-Length"],

@@ -485,6 +485,7 @@ impl Remote {
         );
         let answer = http_call::call(
             &self.endpoint.target,
+            self.endpoint.tls.as_deref(),
             &req,
             self.timeout,
             MAX_JWKS_BYTES,

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{self, AuthCommon};
-use super::http_call::{Endpoint, UrlError};
+use super::http_call::Endpoint;
 use super::{BuildContext, Flow, Plugin, RequestCtx, query};
 use crate::consumers::Consumers;
 use jwks::{Failure, Jwks, RemoteSettings};
@@ -120,6 +120,9 @@ pub struct Config {
     /// Milliseconds for a whole fetch.
     #[serde(default)]
     pub jwks_timeout: Option<u64>,
+    /// An `https://` `jwks_uri`: verify its certificate against the system's trust store.
+    #[serde(default = "default_true")]
+    pub jwks_tls_verify: bool,
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
     #[serde(default)]
@@ -444,15 +447,8 @@ fn jwks_keys(c: &Config, field: &str, errors: &mut Vec<(String, String)>) -> Opt
     let algorithms = parse_algorithms(list, errors, |_| None)?;
     let jwks = match (&c.jwks_uri, &c.jwks) {
         (Some(uri), _) => {
-            let endpoint = match Endpoint::parse(uri) {
+            let endpoint = match Endpoint::parse_with(uri, c.jwks_tls_verify) {
                 Ok(e) => Some(e),
-                Err(UrlError::Https) => {
-                    errors.push((
-                        "jwks_uri".into(),
-                        "TLS to JWKS endpoints is not supported by this version of Gatehouse yet: use an http:// URL".into(),
-                    ));
-                    None
-                }
                 Err(e) => {
                     errors.push(("jwks_uri".into(), e.to_string()));
                     None

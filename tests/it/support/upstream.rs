@@ -20,6 +20,9 @@
 //! | `/sink`             | read and discard the body while streaming, answer JSON `{"body_len":n}` |
 //! | `/headers-out`      | 200 with hop-by-hop response headers, see [`HEADERS_OUT`] |
 //!
+//! [`Upstream::start_tls`] serves the same over TLS, recording the server name each
+//! connection asked for ([`Upstream::tls_server_names`]).
+//!
 //! Malformed numeric arguments (`/delay/abc`, `/status/`) answer 400 with JSON `{"error": ...}`;
 //! a numeric route without its argument segment (`/status`, `/bytes`) is the default route.
 //! Every response (including 400s) carries `x-upstream-port: <port>` and, once
@@ -128,6 +131,8 @@ struct State {
     name: Mutex<Option<String>>,
     requests: Mutex<Vec<Recorded>>,
     connections: AtomicUsize,
+    /// Per completed TLS handshake, the SNI the client sent.
+    tls_names: Mutex<Vec<Option<String>>>,
 }
 
 impl State {
@@ -174,6 +179,16 @@ impl Upstream {
     /// [`stop`](Upstream::stop)ped, this restarts it on the same port (tokio binds with
     /// `SO_REUSEADDR`, so connections it closed in `TIME_WAIT` do not block the port).
     pub async fn start_on(addr: SocketAddr) -> Upstream {
+        Upstream::bind(addr, None).await
+    }
+
+    /// Binds `127.0.0.1:0` and serves over TLS with `config`.
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> Upstream {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        Upstream::bind(SocketAddr::from(([127, 0, 0, 1], 0)), Some(acceptor)).await
+    }
+
+    async fn bind(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("upstream: bind {addr}: {e}"));
@@ -183,9 +198,10 @@ impl Upstream {
             name: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            tls_names: Mutex::new(Vec::new()),
         });
         let (shutdown, shutdown_rx) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
+        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx, tls));
         Upstream {
             addr,
             state,
@@ -210,6 +226,15 @@ impl Upstream {
     /// Number of TCP connections accepted so far (counted at accept time).
     pub fn connections_accepted(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// For each completed TLS handshake (in order), the server name the client sent.
+    pub fn tls_server_names(&self) -> Vec<Option<String>> {
+        self.state
+            .tls_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sets the value echoed in `x-upstream-name` and in the JSON `upstream` field.
@@ -254,6 +279,7 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<State>,
     mut shutdown: oneshot::Receiver<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -266,7 +292,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     state.connections.fetch_add(1, Ordering::SeqCst);
-                    connections.spawn(serve_connection(stream, peer, state.clone()));
+                    connections.spawn(serve_connection(stream, peer, state.clone(), tls.clone()));
                 }
                 // Transient accept errors (ECONNABORTED, EMFILE, ...): back off a little.
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -278,8 +304,34 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<State>) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_io(stream, peer, state).await,
+        Some(acceptor) => {
+            // A failed handshake (an untrusted client, say) just closes the connection.
+            if let Ok(stream) = acceptor.accept(stream).await {
+                let name = stream.get_ref().1.server_name().map(str::to_owned);
+                state
+                    .tls_names
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(name);
+                serve_io(stream, peer, state).await;
+            }
+        }
+    }
+}
+
+async fn serve_io<S>(stream: S, peer: SocketAddr, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| handle(state.clone(), peer, req));
     // An error here is a client going away, a malformed request, or `/close`: in every case the
     // socket is dropped (closed) when this task returns.
