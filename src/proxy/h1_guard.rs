@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use memchr::{memchr, memrchr};
+use memchr::memchr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -623,18 +623,18 @@ impl Head {
 
     fn request_line(&mut self, line: &[u8]) -> Result<(), Violation> {
         const BAD: Violation = Violation::Malformed("invalid request line");
-        let sp = memchr(b' ', line).ok_or(BAD)?;
-        let method = &line[..sp];
-        if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        // Lines are short: one pass per part, checking bytes as the separator is looked for.
+        let sp = line.iter().position(|&b| !is_tchar(b)).ok_or(BAD)?;
+        if sp == 0 || line[sp] != b' ' {
             return Err(Violation::Malformed("invalid method"));
         }
+        let method = &line[..sp];
         let rest = &line[sp + 1..];
-        let sp = memrchr(b' ', rest).ok_or(BAD)?;
-        let (target, version) = (&rest[..sp], &rest[sp + 1..]);
-        if target.is_empty() || !target.iter().all(|&b| is_target_byte(b)) {
+        let end = rest.iter().position(|&b| !is_target_byte(b)).ok_or(BAD)?;
+        if end == 0 || rest[end] != b' ' {
             return Err(Violation::Malformed("invalid request target"));
         }
-        match version {
+        match &rest[end + 1..] {
             b"HTTP/1.1" => {}
             b"HTTP/1.0" => self.http10 = true,
             [b'H', b'T', b'T', b'P', b'/', a, b'.', b]
@@ -652,18 +652,24 @@ impl Head {
         if matches!(line[0], b' ' | b'\t') {
             return Err(Violation::Malformed("obsolete line folding"));
         }
-        let colon =
-            memchr(b':', line).ok_or(Violation::Malformed("header line without a colon"))?;
-        let name = &line[..colon];
-        if !name.iter().all(|&b| is_tchar(b)) {
+        // The name is checked while the colon is looked for.
+        let colon = line
+            .iter()
+            .position(|&b| !is_tchar(b))
+            .ok_or(Violation::Malformed("header line without a colon"))?;
+        if line[colon] != b':' {
+            let rest = &line[colon..];
             return Err(Violation::Malformed(
-                if matches!(name.last(), Some(b' ' | b'\t')) {
+                if rest.iter().all(|&b| b == b' ' || b == b'\t' || is_tchar(b)) {
+                    "header line without a colon"
+                } else if trim(rest).first() == Some(&b':') {
                     "whitespace before a header colon"
                 } else {
                     "invalid header name"
                 },
             ));
         }
+        let name = &line[..colon];
         if name.is_empty() {
             return Err(Violation::Malformed("empty header name"));
         }
@@ -883,17 +889,40 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
-/// RFC 9110 `tchar`.
-const fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
-        | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+/// Byte classes, one lookup per byte on the hot path.
+const TCHAR: u8 = 1;
+const TARGET: u8 = 2;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        // RFC 9110 `tchar`.
+        if matches!(c,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+            | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+        {
+            t[b] |= TCHAR;
+        }
+        // Visible ASCII but the bytes `http::Uri` refuses (so that hyper never answers a target
+        // on its own): no controls, no spaces, no non-ASCII.
+        if matches!(c, 0x21..=0x7e) && !matches!(c, b'"' | b'<' | b'>' | b'`') {
+            t[b] |= TARGET;
+        }
+        b += 1;
+    }
+    t
+};
+
+#[inline]
+fn is_tchar(b: u8) -> bool {
+    CLASSES[b as usize] & TCHAR != 0
 }
 
-/// Bytes a request target may hold: visible ASCII but the ones `http::Uri` refuses (so that
-/// hyper never answers a target on its own), no controls, no spaces, no non-ASCII.
-const fn is_target_byte(b: u8) -> bool {
-    matches!(b, 0x21..=0x7e) && !matches!(b, b'"' | b'<' | b'>' | b'`')
+#[inline]
+fn is_target_byte(b: u8) -> bool {
+    CLASSES[b as usize] & TARGET != 0
 }
 
 /// A field value holds HTAB, SP, visible ASCII and obs-text; no other control byte.
@@ -988,7 +1017,7 @@ mod tests {
             (b"GET / HTTP/1.1\r\nX\x01: a\r\n\r\n", "header name"),
             (b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", "header value"),
             (b"GET  / HTTP/1.1\r\n\r\n", "target"),
-            (b"GET /a b HTTP/1.1\r\n\r\n", "target"),
+            (b"GET /a b HTTP/1.1\r\n\r\n", "version"),
             (
                 b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
                 "duplicate",
