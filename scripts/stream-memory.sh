@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Streams a large download and a large upload through the gateway and reports its peak resident
-# memory (VmHWM), to show that bodies are streamed and not buffered.
+# memory (VmHWM), to show that bodies are streamed and not buffered. The route has
+# `request_buffering: false` and the body limit is lifted (--client-max-body-size 0), as for a
+# route meant for large uploads (docs/limits.md).
 #   scripts/stream-memory.sh [SIZE_MIB]   (default 1024 = 1 GiB each way)
 # Needs: python3, curl. Everything listens on 127.0.0.1 only; every process is stopped by PID.
 set -euo pipefail
@@ -8,6 +10,7 @@ cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
 [[ $SIZE_MIB =~ ^[0-9]+$ ]] && [ "$SIZE_MIB" -ge 1 ] && [ "$SIZE_MIB" -le 16384 ] || { echo "SIZE_MIB must be 1..16384" >&2; exit 2; }
 cargo build --release -q
+BIN=${CARGO_TARGET_DIR:-target}/release/gatehouse
 WORK=$(mktemp -d /tmp/gatehouse-stream.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -54,9 +57,9 @@ _format_version: "3.0"
 services:
 - name: big
   url: http://127.0.0.1:$UP_PORT
-  routes: [{paths: [/]}]
+  routes: [{paths: [/], request_buffering: false}]
 YAML
-GATEHOUSE_LOG=warn ./target/release/gatehouse run -c "$WORK/gw.yaml" --proxy-listen "127.0.0.1:$GW_PORT" --workers 1 & GW=$!; PIDS+=($GW)
+GATEHOUSE_LOG=warn "$BIN" run -c "$WORK/gw.yaml" --proxy-listen "127.0.0.1:$GW_PORT" --workers 1 --client-max-body-size 0 & GW=$!; PIDS+=($GW)
 for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/0")" = 200 ] && break; sleep 0.1; done
 rss() { awk -v k="$1:" '$1==k {print $2}' "/proc/$GW/status"; }
 echo "idle: VmRSS $(rss VmRSS) kB"

@@ -106,9 +106,28 @@ struct RunArgs {
     /// Seconds given to requests in flight to finish on SIGTERM/SIGINT before connections are closed.
     #[arg(long, env = "GATEHOUSE_DRAIN_TIMEOUT", default_value_t = 10)]
     drain_timeout: u64,
-    /// Seconds allowed for a client to send a request head.
+    /// Seconds allowed to receive the rest of a request head once its first byte arrived (408).
     #[arg(long, env = "GATEHOUSE_CLIENT_HEADER_TIMEOUT", default_value_t = 60)]
     client_header_timeout: u64,
+    /// Seconds an idle client connection is kept open waiting for its next request.
+    #[arg(long, env = "GATEHOUSE_KEEPALIVE_TIMEOUT", default_value_t = 75)]
+    keepalive_timeout: u64,
+    /// Longest request line, in bytes (414 above).
+    #[arg(long, env = "GATEHOUSE_MAX_REQUEST_LINE", default_value_t = 8 << 10, value_parser = clap::value_parser!(u64).range(64..=1 << 20))]
+    max_request_line: u64,
+    /// Largest request head (request line and headers), in bytes (431 above).
+    #[arg(long, env = "GATEHOUSE_MAX_HEADER_SIZE", default_value_t = 32 << 10, value_parser = clap::value_parser!(u64).range(256..=16 << 20))]
+    max_header_size: u64,
+    /// Most header lines in one request (431 above).
+    #[arg(long, env = "GATEHOUSE_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_headers: u64,
+    /// Largest request body, in bytes (413 above); 0: no limit.
+    #[arg(long, env = "GATEHOUSE_CLIENT_MAX_BODY_SIZE", default_value_t = 100 << 20)]
+    client_max_body_size: u64,
+    /// Most client connections open at once on this node, both listeners together (0: no
+    /// limit); more are closed as soon as they are accepted.
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = 16_384)]
+    max_connections: usize,
     /// Largest request body, in bytes, read into memory for plugins that need it whole
     /// (hmac-auth's validate_request_body); larger ones get 413.
     #[arg(
@@ -384,6 +403,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(args.upstream_keepalive_idle_timeout),
         },
         header_read_timeout: Duration::from_secs(args.client_header_timeout.max(1)),
+        keepalive_timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
+        max_request_line: usize::try_from(args.max_request_line).context("--max-request-line")?,
+        max_header_size: usize::try_from(args.max_header_size).context("--max-header-size")?,
+        max_headers: usize::try_from(args.max_headers).context("--max-headers")?,
+        client_max_body_size: args.client_max_body_size,
+        max_connections: args.max_connections,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         request_buffer_limit: args.request_buffer_limit,
         client_body_timeout: Duration::from_secs(args.client_body_timeout.max(1)),

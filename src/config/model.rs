@@ -184,7 +184,7 @@ pub struct Route {
     pub path_handling: String,
     #[serde(default = "default_https_redirect")]
     pub https_redirect_status_code: u16,
-    /// Accepted for compatibility; Gatehouse always streams bodies unless a plugin buffers.
+    /// Read the request body whole before sending anything upstream (see `docs/limits.md`).
     #[serde(default = "default_true")]
     pub request_buffering: bool,
     /// Accepted for compatibility; Gatehouse always streams bodies unless a plugin buffers.

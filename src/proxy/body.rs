@@ -1,6 +1,7 @@
-//! Body types of the data plane. Bodies stream frame by frame; the one exception is
-//! [`read_limited`], which reads a client's body into memory for routes whose plugins need it
-//! whole, bounded in size and in time.
+//! Body types of the data plane. Bodies stream frame by frame; the exception is
+//! [`read_up_to`], which reads a client's body into memory, bounded in size and in time: whole
+//! for routes whose plugins need it ([`read_limited`]), and first of all for routes with
+//! `request_buffering` (a body over the limit then streams on after what was read).
 //!
 //! - [`ProxyBody`] is what the gateway sends to clients: a small in-memory body (errors, plugin
 //!   answers) or the upstream's streaming body, which returns its keep-alive connection to the
@@ -10,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -213,13 +214,27 @@ pub struct RequestBody {
     inner: RequestSource,
     sent: Arc<AtomicBool>,
     /// Set when reading the client's body failed (the client aborted or sent a malformed body):
-    /// the upstream is not to blame for the request failing then.
-    client_failed: Arc<AtomicBool>,
+    /// the upstream is not to blame for the request failing then. See [`ClientFailure`].
+    client_failed: Arc<AtomicU8>,
+}
+
+/// Why reading the client's body failed, as kept in [`RequestBody::client_failed_flag`].
+pub struct ClientFailure;
+
+impl ClientFailure {
+    pub const NONE: u8 = 0;
+    /// Broken off or malformed.
+    pub const BROKEN: u8 = 1;
+    /// Over `--client-max-body-size`.
+    pub const TOO_LARGE: u8 = 2;
 }
 
 enum RequestSource {
     /// The client's body, streamed as it arrives.
     Stream(Incoming),
+    /// The first part of the client's body, read already (`None` once sent), then the rest as
+    /// it arrives.
+    Prefixed(Option<Bytes>, Incoming),
     /// A body read whole beforehand (`None` once handed to the connection).
     Full(Option<Bytes>),
 }
@@ -249,8 +264,17 @@ impl RequestBody {
         self.sent.clone()
     }
 
-    /// A flag that turns true if reading the client's body failed.
-    pub fn client_failed_flag(&self) -> Arc<AtomicBool> {
+    /// What was read of a body over the buffering limit, followed by the rest of it.
+    pub fn prefixed(prefix: Bytes, rest: Incoming) -> Self {
+        RequestBody {
+            inner: RequestSource::Prefixed((!prefix.is_empty()).then_some(prefix), rest),
+            sent: Arc::default(),
+            client_failed: Arc::default(),
+        }
+    }
+
+    /// Set (to a [`ClientFailure`] code) if reading the client's body failed.
+    pub fn client_failed_flag(&self) -> Arc<AtomicU8> {
         self.client_failed.clone()
     }
 }
@@ -264,26 +288,36 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        match &mut this.inner {
-            RequestSource::Stream(inner) => {
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
-                if matches!(polled, Poll::Ready(Some(Err(_)))) {
-                    this.client_failed.store(true, Ordering::Release);
-                } else if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
-                    this.sent.store(true, Ordering::Release);
+        let inner = match &mut this.inner {
+            RequestSource::Stream(inner) => inner,
+            RequestSource::Prefixed(prefix, inner) => {
+                if let Some(bytes) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
-                polled
+                inner
             }
             RequestSource::Full(bytes) => {
                 this.sent.store(true, Ordering::Release);
-                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
+                return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))));
             }
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let code = match super::limits::violation_in(e) {
+                Some(super::limits::Violation::BodyTooLarge) => ClientFailure::TOO_LARGE,
+                _ => ClientFailure::BROKEN,
+            };
+            this.client_failed.store(code, Ordering::Release);
+        } else if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
+            this.sent.store(true, Ordering::Release);
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             RequestSource::Stream(inner) => inner.is_end_stream(),
+            RequestSource::Prefixed(prefix, inner) => prefix.is_none() && inner.is_end_stream(),
             RequestSource::Full(bytes) => bytes.is_none(),
         }
     }
@@ -291,6 +325,16 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             RequestSource::Stream(inner) => inner.size_hint(),
+            RequestSource::Prefixed(prefix, inner) => {
+                let read = prefix.as_ref().map_or(0, |b| b.len() as u64);
+                let rest = inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + read);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + read);
+                }
+                hint
+            }
             RequestSource::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
@@ -317,7 +361,11 @@ impl From<BufferError> for super::error::ProxyError {
         match e {
             BufferError::TooLarge { .. } => super::error::ProxyError::BodyTooLarge,
             BufferError::Timeout => super::error::ProxyError::BodyTimeout,
-            BufferError::Malformed(_) => super::error::ProxyError::BadBody,
+            // The framing guard found the body over the node's limit, or malformed.
+            BufferError::Malformed(e) => match super::limits::violation_in(e.as_ref()) {
+                Some(v) => super::error::ProxyError::Refused(v),
+                None => super::error::ProxyError::BadBody,
+            },
         }
     }
 }
@@ -327,18 +375,40 @@ impl From<BufferError> for super::error::ProxyError {
 /// A body whose declared length is over the limit is refused before any of it is read (so a
 /// client waiting on `Expect: 100-continue` is told at once); a chunked one as soon as it
 /// crosses the limit. Trailers are dropped.
-pub async fn read_limited<B>(
+pub async fn read_limited<B>(body: B, limit: usize, idle: Duration) -> Result<Bytes, BufferError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    match read_up_to(body, limit, idle).await? {
+        Buffered::Whole(bytes) => Ok(bytes),
+        Buffered::Over(..) => Err(BufferError::TooLarge { limit }),
+    }
+}
+
+/// What [`read_up_to`] read.
+pub enum Buffered<B> {
+    /// The whole body (trailers dropped).
+    Whole(Bytes),
+    /// A body over the limit: what was read of it (nothing when its declared length said so at
+    /// once; otherwise up to the frame that crossed the limit), and the rest, unread.
+    Over(Bytes, B),
+}
+
+/// Read a client's body into memory while it fits in `limit` bytes, allowing `idle` between two
+/// reads.
+pub async fn read_up_to<B>(
     mut body: B,
     limit: usize,
     idle: Duration,
-) -> Result<Bytes, BufferError>
+) -> Result<Buffered<B>, BufferError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     let declared = body.size_hint().lower();
     if declared > limit as u64 {
-        return Err(BufferError::TooLarge { limit });
+        return Ok(Buffered::Over(Bytes::new(), body));
     }
     // The declared length (bounded above) sizes the buffer once; a chunked body grows it.
     let mut buf = BytesMut::with_capacity(declared as usize);
@@ -351,16 +421,17 @@ where
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
-                return Err(BufferError::TooLarge { limit });
+                buf.extend_from_slice(&data);
+                return Ok(Buffered::Over(buf.freeze(), body));
             }
             // The first frame of a body that fits in one is kept without a copy.
             if buf.is_empty() && body.is_end_stream() {
-                return Ok(data);
+                return Ok(Buffered::Whole(data));
             }
             buf.extend_from_slice(&data);
         }
     }
-    Ok(buf.freeze())
+    Ok(Buffered::Whole(buf.freeze()))
 }
 
 #[cfg(test)]

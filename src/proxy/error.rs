@@ -52,6 +52,8 @@ pub enum ProxyError {
     BodyTimeout,
     /// A body to be read whole broke off or was malformed.
     BadBody,
+    /// The request broke a client limit or HTTP/1 framing (see `limits::Violation`).
+    Refused(super::limits::Violation),
 }
 
 impl ProxyError {
@@ -65,7 +67,8 @@ impl ProxyError {
             | ProxyError::HttpsRequired
             | ProxyError::BodyTooLarge
             | ProxyError::BodyTimeout
-            | ProxyError::BadBody => Blame::Client,
+            | ProxyError::BadBody
+            | ProxyError::Refused(_) => Blame::Client,
             ProxyError::NoService | ProxyError::NoTargets => Blame::Gateway,
             ProxyError::CircuitOpen | ProxyError::Overloaded => Blame::Upstream,
             ProxyError::ConnectFailed
@@ -95,6 +98,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Refused(v) => v.status(),
         }
     }
 
@@ -122,6 +126,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "Payload too large".into(),
             ProxyError::BodyTimeout => "Request timeout".into(),
             ProxyError::BadBody => "Bad request".into(),
+            ProxyError::Refused(v) => v.message(),
         };
         let mut resp = json_message(status, &message);
         match self {
@@ -144,7 +149,10 @@ impl ProxyError {
                 );
             }
             // The rest of the body may still be on its way: close rather than read it.
-            ProxyError::BodyTooLarge | ProxyError::BodyTimeout | ProxyError::BadBody => {
+            ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout
+            | ProxyError::BadBody
+            | ProxyError::Refused(_) => {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

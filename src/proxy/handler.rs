@@ -16,12 +16,16 @@ use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use super::balance::{Attempts, NewCookie, request_hash};
-use super::body::{ProxyBody, RequestBody, UpstreamBody, read_limited};
+use super::body::{
+    Buffered, ClientFailure, ProxyBody, RequestBody, UpstreamBody, read_limited, read_up_to,
+};
 use super::breaker::Refused;
 use super::client_ip::{RealIpConfig, client_ip};
 use super::error::{Blame, ProxyError};
 use super::forward::{ClientSide, remove_hop_by_hop, set_forwarded_headers};
 use super::h1_client::H1Error;
+use super::h1_guard::Verdict;
+use super::limits::{ClientLimits, ConnCount};
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use super::upgrade::{self, Handshake};
@@ -41,6 +45,10 @@ pub struct Shared {
     /// Bounds on bodies read whole for plugins: size, and pause between two reads.
     pub request_buffer_limit: usize,
     pub client_body_timeout: Duration,
+    /// Limits on what clients send (enforced by `h1_guard` on HTTP/1 connections).
+    pub limits: ClientLimits,
+    /// Client connections open on the node (bounded by `limits.max_connections`).
+    pub open_connections: Arc<ConnCount>,
 }
 
 /// Per-connection facts.
@@ -58,6 +66,8 @@ pub struct ConnState {
     /// The listener's connection tasks: upgraded (WebSocket) connections are bridged on tasks
     /// tracked here, so that a graceful shutdown waits for them too.
     pub tasks: TaskTracker,
+    /// The request the framing guard refused, if any (answered at its turn).
+    pub verdict: Arc<Verdict>,
 }
 
 impl ConnState {
@@ -80,12 +90,18 @@ impl ConnState {
             requests: AtomicU64::new(0),
             tls,
             tasks,
+            verdict: Arc::default(),
         }
     }
 }
 
 /// Handle one request from a client connection. Never fails: every error becomes a response.
 pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<ProxyBody> {
+    let seq = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    // The stand-in for a request the framing guard refused: its answer, and nothing else.
+    if let Some(v) = conn.verdict.for_request(seq) {
+        return ProxyError::Refused(v).into_response();
+    }
     let shared = &*conn.shared;
     let snap = shared.snapshot.load();
     // A WebSocket handshake: hyper's handle on the connection it will hand over after a 101,
@@ -105,7 +121,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
         conn.peer,
         conn.local,
         conn.id,
-        conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+        seq,
     );
     ctx.peer_trusted = peer_trusted;
 
@@ -233,13 +249,37 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
         }
     };
     let chain = consumer_chain.as_ref().unwrap_or(&route.chain);
-    let upstream_body = match streamed {
+    let Some(service) = route.service.and_then(|s| snap.services.get(s)) else {
+        return finish(chain, &mut ctx, ProxyError::NoService.into_response());
+    };
+    let read = match streamed {
         Some(b) if http_body::Body::is_end_stream(&b) => None,
-        Some(b) => Some(RequestBody::new(b)),
-        None => {
+        // `request_buffering`: read the body before the first upstream byte (after the request
+        // phase, so a refused client is not read at all), so that a body that breaks off or is
+        // malformed reaches no upstream. One over the limit streams on after what was read.
+        Some(b) if route.request_buffering => match Box::pin(read_up_to(
+            b,
+            shared.request_buffer_limit,
+            shared.client_body_timeout,
+        ))
+        .await
+        {
+            Ok(Buffered::Whole(bytes)) => Some(Ok(bytes)),
+            Ok(Buffered::Over(prefix, rest)) => Some(Err(RequestBody::prefixed(prefix, rest))),
+            Err(e) => {
+                tracing::debug!(route = route_idx, error = %e, "request body not read");
+                return finish(chain, &mut ctx, ProxyError::from(e).into_response());
+            }
+        },
+        Some(b) => Some(Err(RequestBody::new(b))),
+        None => Some(Ok(ctx.request_body.clone().unwrap_or_default())),
+    };
+    let upstream_body = match read {
+        None => None,
+        Some(Err(streamed)) => Some(streamed),
+        Some(Ok(bytes)) => {
             // A read body goes upstream as the request phase left it, with its own length (the
             // client's framing, chunked or not, went with the hop-by-hop headers).
-            let bytes = ctx.request_body.clone().unwrap_or_default();
             if !bytes.is_empty() || parts.headers.contains_key(header::CONTENT_LENGTH) {
                 parts
                     .headers
@@ -247,10 +287,6 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
             }
             (!bytes.is_empty()).then(|| RequestBody::full(bytes))
         }
-    };
-
-    let Some(service) = route.service.and_then(|s| snap.services.get(s)) else {
-        return finish(chain, &mut ctx, ProxyError::NoService.into_response());
     };
 
     // The upstream request head.
@@ -705,8 +741,10 @@ async fn send_upstream(
                 None => {
                     tracing::debug!(target = %target.key, error = %e.error(), "upstream request failed");
                     // The client's body broke off: not the target's fault.
-                    if client_failed.load(std::sync::atomic::Ordering::Acquire) {
-                        return Err(ProxyError::BadBody);
+                    match client_failed.load(std::sync::atomic::Ordering::Acquire) {
+                        ClientFailure::NONE => {}
+                        ClientFailure::TOO_LARGE => return Err(ProxyError::BodyTooLarge),
+                        _ => return Err(ProxyError::BadBody),
                     }
                     attempts.report(Outcome::ConnectFailure);
                     return Err(match upstream_tls::failure_in(e.error()) {

@@ -21,7 +21,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::client_ip::RealIpConfig;
+use super::h1_guard::H1Guard;
 use super::handler::{ConnState, Shared, handle};
+use super::limits::{ClientLimits, ConnCount, ConnSlot};
 use super::pool::PoolSettings;
 use crate::snapshot::Snapshot;
 
@@ -37,8 +39,22 @@ pub struct ServerConfig {
     pub workers: usize,
     pub real_ip: RealIpConfig,
     pub pool: PoolSettings,
-    /// Time allowed to receive a request head (slow clients are disconnected).
+    /// Time allowed to receive the rest of a request head once its first byte arrived (408).
     pub header_read_timeout: Duration,
+    /// Time allowed, after a response (or after connecting), for the next request head to
+    /// arrive in full; an idle keep-alive connection is closed then.
+    pub keepalive_timeout: Duration,
+    /// Longest request line in bytes (414).
+    pub max_request_line: usize,
+    /// Largest request head in bytes (431).
+    pub max_header_size: usize,
+    /// Most header lines in a request head (431).
+    pub max_headers: usize,
+    /// Largest request body in bytes, 0 for no limit (413).
+    pub client_max_body_size: u64,
+    /// Most client connections open at once on the node, both listeners together (0: no
+    /// limit); more are accepted and closed at once.
+    pub max_connections: usize,
     /// On shutdown, how long open connections may take to finish their requests.
     pub drain_timeout: Duration,
     /// Largest request body read into memory for plugins that need it whole (413 above).
@@ -57,6 +73,12 @@ impl Default for ServerConfig {
             real_ip: RealIpConfig::default(),
             pool: PoolSettings::default(),
             header_read_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            max_request_line: 8 << 10,
+            max_header_size: 32 << 10,
+            max_headers: 100,
+            client_max_body_size: 100 << 20,
+            max_connections: 16_384,
             drain_timeout: Duration::from_secs(10),
             request_buffer_limit: 8 << 20,
             client_body_timeout: Duration::from_secs(60),
@@ -168,6 +190,18 @@ impl Gateway {
             connections: AtomicU64::new(0),
             request_buffer_limit: config.request_buffer_limit,
             client_body_timeout: config.client_body_timeout,
+            limits: ClientLimits {
+                max_request_line: config.max_request_line,
+                max_head_size: config.max_header_size,
+                max_headers: config.max_headers,
+                max_body_size: match config.client_max_body_size {
+                    0 => u64::MAX,
+                    n => n,
+                },
+                header_timeout: config.header_read_timeout,
+                max_connections: config.max_connections,
+            },
+            open_connections: Arc::new(ConnCount::default()),
         });
         let acceptor = match tls_addr {
             Some(_) => Some(TlsAcceptor::from(
@@ -185,7 +219,7 @@ impl Gateway {
                 .zip(acceptor.clone())
                 .map(|(l, a)| (l, a, config.tls_handshake_timeout));
             let rx = shutdown.subscribe();
-            let header_timeout = config.header_read_timeout;
+            let header_timeout = config.keepalive_timeout;
             let drain_timeout = config.drain_timeout;
             let handle =
                 crate::runtime::spawn(format!("gatehouse-worker-{i}"), move || async move {
@@ -266,11 +300,14 @@ impl Gateway {
 async fn serve<I>(
     io: I,
     conn: Arc<ConnState>,
+    slot: ConnSlot,
     builder: &http1::Builder,
     mut stop: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Strict framing and the client limits in front of hyper (see `h1_guard`).
+    let io = H1Guard::new(io, &conn.shared.limits, conn.verdict.clone(), Some(slot));
     let svc = service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
@@ -313,15 +350,28 @@ async fn accept_loop(
         }
     };
     let mut builder = http1::Builder::new();
+    // hyper's header timer runs from the moment it waits for a head until the guard hands it a
+    // complete one: the keep-alive timeout. Its head limits stay as a backstop behind the
+    // guard's, never tighter than them.
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .max_headers(shared.limits.max_headers.max(100))
         .keep_alive(true);
+    if shared.limits.max_head_size > 400 << 10 {
+        builder.max_buf_size(shared.limits.max_head_size + (8 << 10));
+    }
     let builder = Arc::new(builder);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Over the connection limit: closed at once (nothing is read or written).
+                    let Some(slot) = shared.open_connections.acquire(shared.limits.max_connections) else {
+                        tracing::debug!(peer = %peer, "connection limit reached: connection closed");
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -331,7 +381,7 @@ async fn accept_loop(
                     let tls = tls.clone();
                     connections.spawn(async move {
                         let Some((acceptor, handshake_timeout)) = tls else {
-                            serve(stream, conn, &builder, stop).await;
+                            serve(stream, conn, slot, &builder, stop).await;
                             return;
                         };
                         let handshake = tokio::select! {
@@ -339,7 +389,7 @@ async fn accept_loop(
                             _ = stop.changed() => return,
                         };
                         match handshake {
-                            Ok(Ok(stream)) => serve(stream, conn, &builder, stop).await,
+                            Ok(Ok(stream)) => serve(stream, conn, slot, &builder, stop).await,
                             Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
                         }

@@ -492,6 +492,7 @@ fn compile_route(
         https_redirect,
         chain,
         needs_request_body,
+        request_buffering: r.request_buffering,
     }
 }
 

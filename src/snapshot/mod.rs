@@ -107,6 +107,9 @@ pub struct RouteRt {
     /// Whether a plugin that may run on this route (in its chain, or scoped to a consumer and
     /// applying once the consumer is known) needs the whole request body.
     pub needs_request_body: bool,
+    /// Kong's `request_buffering`: read the body whole (up to `--request-buffer-limit`) before
+    /// anything is sent upstream.
+    pub request_buffering: bool,
 }
 
 /// An upstream address: `host:port`, with the key its pooled connections are filed under.

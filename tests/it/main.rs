@@ -17,6 +17,7 @@ mod jwks;
 mod jwt;
 #[path = "../../src/plugins/jwt/test_signer.rs"]
 mod jwt_signer;
+mod limits;
 mod plugins;
 mod proxying;
 mod reload;

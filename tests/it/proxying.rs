@@ -544,7 +544,10 @@ services:
     )
     .await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-    assert!(text.contains(r#"{"message":"Bad request"}"#), "{text}");
+    assert!(
+        text.contains(r#"{"message":"Bad request: invalid chunk size"}"#),
+        "{text}"
+    );
     let text = raw_half_closed(
         gw.addr,
         b"POST /buffered HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789",
