@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use gatehouse::admin::ReplaceError;
 use gatehouse::config;
 use gatehouse::dns::{DnsConfig, Resolver, Watcher};
 use gatehouse::health::HealthRegistry;
 use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
 use gatehouse::proxy::pool::PoolSettings;
 use gatehouse::proxy::{Gateway, ServerConfig};
+use gatehouse::store::Store;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -41,13 +43,57 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Database schema migrations.
+    Migrations {
+        #[command(subcommand)]
+        action: MigrationsAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Move a declarative configuration into or out of the database (Kong's `kong config`).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DatabaseArgs {
+    /// Where database mode keeps the configuration: `sqlite://FILE` (embedded, created when
+    /// missing) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL", default_value = gatehouse::store::DEFAULT_URL)]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum MigrationsAction {
+    /// Apply the migrations the database does not have yet.
+    Up,
+    /// List every migration and whether it is applied.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a declarative file and store it as the whole configuration (what was stored
+    /// before is replaced).
+    #[command(name = "db_import")]
+    DbImport { file: PathBuf },
+    /// Write the stored configuration as a declarative document (to standard output, or FILE).
+    #[command(name = "db_export")]
+    DbExport { file: Option<PathBuf> },
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// The declarative file (YAML or JSON, Kong's `_format_version: "3.0"` format).
+    /// The declarative file (YAML or JSON, Kong's `_format_version: "3.0"` format). Without
+    /// one, the configuration lives in the database (`--database-url`).
     #[arg(short = 'c', long = "conf", env = "GATEHOUSE_DECLARATIVE_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// Address of the proxy listener.
     #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "0.0.0.0:8000")]
     proxy_listen: SocketAddr,
@@ -262,6 +308,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Migrations { action, database } => exit_with(migrations(action, &database)),
+        Command::Config { action, database } => exit_with(config_command(action, &database)),
         Command::Run(args) => {
             init_logging();
             match run(*args) {
@@ -275,24 +323,111 @@ fn main() -> ExitCode {
     }
 }
 
+fn exit_with(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Open the database and bring its schema up to date.
+async fn open_store(database: &DatabaseArgs) -> anyhow::Result<Store> {
+    let store = Store::open(&database.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", database.database_url))?;
+    let applied = store.migrate().await?;
+    if !applied.is_empty() {
+        tracing::info!(
+            ?applied,
+            database = store.kind(),
+            "database migrations applied"
+        );
+    }
+    Ok(store)
+}
+
+fn migrations(action: MigrationsAction, database: &DatabaseArgs) -> anyhow::Result<()> {
+    small_runtime()?.block_on(async {
+        let store = Store::open(&database.database_url)
+            .await
+            .with_context(|| format!("cannot open the database {}", database.database_url))?;
+        match action {
+            MigrationsAction::Up => {
+                let applied = store.migrate().await?;
+                if applied.is_empty() {
+                    println!("database is up to date");
+                }
+                for name in applied {
+                    println!("applied {name}");
+                }
+            }
+            MigrationsAction::Status => {
+                for m in store.migration_status().await? {
+                    let state = if m.applied { "applied" } else { "pending" };
+                    println!("{}: {state}", m.name);
+                }
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+fn config_command(action: ConfigAction, database: &DatabaseArgs) -> anyhow::Result<()> {
+    small_runtime()?.block_on(async {
+        let store = open_store(database).await?;
+        match action {
+            ConfigAction::DbImport { file } => {
+                let snapshot = load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let document = config::export::declarative(&snapshot.doc);
+                let version = store.replace(None, &document).await?;
+                println!(
+                    "{}: imported ({} services, {} routes, {} plugins); configuration version {version}",
+                    file.display(),
+                    snapshot.services.len(),
+                    snapshot.routes.len(),
+                    snapshot.doc.plugins.len()
+                );
+            }
+            ConfigAction::DbExport { file } => {
+                let stored = store.load().await?;
+                let text = serde_json::to_string_pretty(&stored.document)? + "\n";
+                match file {
+                    Some(path) => std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => print!("{text}"),
+                }
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
 fn load(path: &std::path::Path) -> Result<gatehouse::snapshot::Snapshot, config::ConfigErrors> {
     gatehouse::snapshot::load_file(path)
 }
 
-/// SIGHUP, a change to the file or `POST /config`: compile `text` off the request path and
-/// swap it in only if it is valid. Requests in flight finish on the configuration they started
-/// with.
-#[allow(clippy::too_many_arguments)]
-fn reload(
-    gateway: &Gateway,
+/// Compile `text` (read from `name`) off the request path, with the DNS answers for its target
+/// host names; the errors are logged and returned.
+fn compile(
     name: &str,
     text: Result<String, config::ConfigErrors>,
     trigger: &str,
     health: &HealthRegistry,
     dns: &mut Dns,
     rt: &tokio::runtime::Runtime,
-) -> Result<(), config::ConfigErrors> {
-    let loaded = text.and_then(|text| {
+) -> Result<gatehouse::snapshot::Snapshot, config::ConfigErrors> {
+    let compiled = text.and_then(|text| {
         let snapshot = gatehouse::snapshot::load_str_with(name, &text, health)?;
         dns.watch(rt, gatehouse::snapshot::target_host_names(&snapshot.doc));
         if dns.watcher.is_none() {
@@ -301,38 +436,39 @@ fn reload(
         gatehouse::snapshot::compile_with_addresses(snapshot.doc.clone(), health, &dns.addresses())
             .map_err(config::ConfigErrors)
     });
-    match loaded {
-        Ok(snapshot) => {
-            let routes = snapshot.routes.len();
-            gateway.swap(snapshot);
-            tracing::info!(routes, trigger, config = %name, "configuration reloaded");
-            Ok(())
+    if let Err(errors) = &compiled {
+        for e in &errors.0 {
+            tracing::error!("{e}");
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                tracing::error!("{e}");
-            }
-            tracing::error!(
-                errors = errors.0.len(),
-                trigger,
-                "configuration rejected; the previous one keeps serving"
-            );
-            Err(errors)
-        }
+        tracing::error!(
+            errors = errors.0.len(),
+            trigger,
+            "configuration rejected; the previous one keeps serving"
+        );
     }
+    compiled
 }
 
-/// A `POST /config` on its way to the main loop, which owns the DNS watcher and the reload
-/// path, and the channel for the outcome.
+/// Serve `snapshot` from now on; requests in flight finish on the configuration they started
+/// with.
+fn install(gateway: &Gateway, snapshot: gatehouse::snapshot::Snapshot, name: &str, trigger: &str) {
+    let routes = snapshot.routes.len();
+    gateway.swap(snapshot);
+    tracing::info!(routes, trigger, config = %name, "configuration reloaded");
+}
+
+/// A `POST /config` on its way to the main loop, which owns the DNS watcher, the store and
+/// the reload path, and the channel for the outcome.
 type Replacement = (
     String,
-    std::sync::mpsc::SyncSender<Result<Arc<gatehouse::snapshot::Snapshot>, config::ConfigErrors>>,
+    std::sync::mpsc::SyncSender<Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError>>,
 );
 
 /// The Admin API's handle on this node.
 struct NodeControl {
     gateway: gatehouse::proxy::GatewayHandle,
     replacements: tokio::sync::mpsc::UnboundedSender<Replacement>,
+    store: Option<Store>,
 }
 
 impl gatehouse::admin::Control for NodeControl {
@@ -340,20 +476,9 @@ impl gatehouse::admin::Control for NodeControl {
         self.gateway.current()
     }
 
-    fn replace(
-        &self,
-        text: &str,
-    ) -> Result<Arc<gatehouse::snapshot::Snapshot>, config::ConfigErrors> {
+    fn replace(&self, text: &str) -> Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let unavailable = || {
-            config::ConfigErrors(vec![config::ConfigError {
-                source: "POST /config".into(),
-                line: None,
-                column: None,
-                path: String::new(),
-                message: "the node is shutting down".into(),
-            }])
-        };
+        let unavailable = || ReplaceError::Unavailable("the node is shutting down".into());
         self.replacements
             .send((text.to_string(), tx))
             .map_err(|_| unavailable())?;
@@ -363,6 +488,54 @@ impl gatehouse::admin::Control for NodeControl {
     fn connections_accepted(&self) -> u64 {
         self.gateway.connections_accepted()
     }
+
+    fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+}
+
+/// Where the configuration comes from: a declarative file, or the database.
+enum Source {
+    File {
+        path: PathBuf,
+        /// The text last read, so that a change event that leaves it as it was reloads nothing.
+        last_text: String,
+    },
+    Database {
+        store: Store,
+        /// The stored version serving now.
+        version: i64,
+    },
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match self {
+            Source::File { path, .. } => path.display().to_string(),
+            Source::Database { store, .. } => format!("database ({})", store.kind()),
+        }
+    }
+
+    /// The text of the configuration as stored now (and, for the database, its version).
+    fn read(&self, rt: &tokio::runtime::Runtime) -> Result<(String, i64), config::ConfigErrors> {
+        match self {
+            Source::File { path, .. } => config::read_file(path).map(|t| (t, 0)),
+            Source::Database { store, .. } => rt
+                .block_on(store.load())
+                .map(|stored| (stored.document.to_string(), stored.version))
+                .map_err(|e| source_error(&self.name(), e.to_string())),
+        }
+    }
+}
+
+fn source_error(source: &str, message: String) -> config::ConfigErrors {
+    config::ConfigErrors(vec![config::ConfigError {
+        source: source.to_string(),
+        line: None,
+        column: None,
+        path: String::new(),
+        message,
+    }])
 }
 
 fn init_logging() {
@@ -378,11 +551,25 @@ fn init_logging() {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = HealthRegistry::new();
-    // The text last read, so that a change event that leaves it as it was reloads nothing.
-    let mut last_text = config::read_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let snapshot =
-        gatehouse::snapshot::load_str_with(&args.config.display().to_string(), &last_text, &health)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Signal handlers first: once the start-up line is out, SIGTERM must mean "shut down".
+    let rt = small_runtime()?;
+    let mut source = match &args.config {
+        Some(path) => Source::File {
+            path: path.clone(),
+            last_text: String::new(),
+        },
+        None => Source::Database {
+            store: rt.block_on(open_store(&args.database))?,
+            version: 0,
+        },
+    };
+    let (text, version) = source.read(&rt).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snapshot = gatehouse::snapshot::load_str_with(&source.name(), &text, &health)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match &mut source {
+        Source::File { last_text, .. } => *last_text = text,
+        Source::Database { version: v, .. } => *v = version,
+    }
     let trusted = TrustedProxies::parse(&args.trusted_ips).context("--trusted-ips")?;
     let header =
         http::HeaderName::from_bytes(args.real_ip_header.as_bytes()).context("--real-ip-header")?;
@@ -420,10 +607,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
-    // Signal handlers first: once the start-up line is out, SIGTERM must mean "shut down".
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let dns_config = match &args.dns_resolver {
         Some(list) => DnsConfig::with_nameservers(
             gatehouse::dns::parse_nameservers(list).context("--dns-resolver")?,
@@ -462,6 +645,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             let control = Arc::new(NodeControl {
                 gateway: gateway.handle(),
                 replacements,
+                store: match &source {
+                    Source::Database { store, .. } => Some(store.clone()),
+                    Source::File { .. } => None,
+                },
             });
             let node = gatehouse::admin::NodeInfo {
                 node_id: uuid::Uuid::new_v4().to_string(),
@@ -472,7 +659,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     .chain(gateway.tls_addr().map(|a| format!("{a} ssl")))
                     .collect(),
                 admin_listen: vec![listen.to_string()],
-                declarative_config: Some(args.config.display().to_string()),
+                declarative_config: args.config.as_ref().map(|p| p.display().to_string()),
             };
             let server = gatehouse::admin::AdminServer::start(
                 listen,
@@ -486,20 +673,38 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin_addr = admin
         .as_ref()
         .map_or_else(|| "off".to_string(), |a| a.addr().to_string());
-    let (_file_watcher, mut file_changes) = if args.watch_config {
-        match config::watch::FileWatcher::start(&args.config) {
+    let (_file_watcher, mut file_changes) = match &args.config {
+        Some(path) if args.watch_config => match config::watch::FileWatcher::start(path) {
             Ok((watcher, rx)) => (Some(watcher), Some(rx)),
             Err(e) => {
-                tracing::warn!(config = %args.config.display(), "not watching the configuration file ({e}); SIGHUP still reloads it");
+                tracing::warn!(config = %path.display(), "not watching the configuration file ({e}); SIGHUP still reloads it");
                 (None, None)
             }
-        }
-    } else {
-        (None, None)
+        },
+        _ => (None, None),
     };
+    // Database mode: other nodes' writes arrive by notification (PostgreSQL), and a poll of
+    // the version catches whatever a lost notification or a reconnection missed.
+    let mut notifications = match &source {
+        Source::Database { store, .. } => match rt.block_on(store.listen()) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "not listening for other nodes' writes; polling only");
+                None
+            }
+        },
+        Source::File { .. } => None,
+    };
+    let mut poll = {
+        // Timers belong to a runtime.
+        let _in_runtime = rt.enter();
+        tokio::time::interval_at(tokio::time::Instant::now() + DATABASE_POLL, DATABASE_POLL)
+    };
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let polling = matches!(source, Source::Database { .. });
     // When the file, changed, has been quiet for WATCH_DEBOUNCE.
     let mut settle_at: Option<tokio::time::Instant> = None;
-    tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, admin = %admin_addr, certificates, routes, config = %args.config.display(), "gatehouse started");
+    tracing::info!(proxy = %gateway.proxy_addr(), proxy_tls = %proxy_tls, admin = %admin_addr, certificates, routes, config = %source.name(), "gatehouse started");
     let mut changes = dns.watcher.as_ref().map(|w| w.addresses().subscribe());
     loop {
         if changes.is_none() {
@@ -513,6 +718,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             FileChanged,
             FileSettled,
             Replace(Replacement),
+            /// The database may hold a newer version.
+            Stored,
         }
         let event = rt.block_on(async {
             let dns_changed = async {
@@ -541,6 +748,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let notified = async {
+                match notifications.as_mut() {
+                    Some(listener) => {
+                        if let Err(e) = listener.recv().await {
+                            // sqlx reconnects on the next call; the poll covers the gap.
+                            tracing::warn!(error = %e, "database notifications interrupted");
+                            tokio::time::sleep(DATABASE_POLL).await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let polled = async {
+                if polling {
+                    poll.tick().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = term.recv() => Event::Stop,
                 _ = int.recv() => Event::Stop,
@@ -549,60 +775,40 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 _ = file_changed => Event::FileChanged,
                 _ = file_settled => Event::FileSettled,
                 Some(r) = replace_requests.recv() => Event::Replace(r),
+                _ = notified => Event::Stored,
+                _ = polled => Event::Stored,
             }
         });
         match event {
             Event::Stop => break,
-            Event::Reload => {
-                let text = config::read_file(&args.config);
-                if let Ok(t) = &text {
-                    last_text.clone_from(t);
+            Event::Reload => reload_source(&gateway, &mut source, "SIGHUP", &health, &mut dns, &rt),
+            Event::Stored => {
+                if let Source::Database { store, version } = &source {
+                    match rt.block_on(store.version()) {
+                        Ok(v) if v != *version => reload_source(
+                            &gateway,
+                            &mut source,
+                            "database change",
+                            &health,
+                            &mut dns,
+                            &rt,
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "database unreachable; serving the last configuration")
+                        }
+                    }
                 }
-                let _ = reload(
-                    &gateway,
-                    &args.config.display().to_string(),
-                    text,
-                    "SIGHUP",
-                    &health,
-                    &mut dns,
-                    &rt,
-                );
             }
             Event::FileChanged => {
                 settle_at = Some(tokio::time::Instant::now() + WATCH_DEBOUNCE);
             }
             Event::FileSettled => {
                 settle_at = None;
-                let text = config::read_file(&args.config);
-                match &text {
-                    Ok(t) if *t == last_text => {
-                        tracing::debug!(config = %args.config.display(), "configuration file unchanged; not reloaded");
-                        continue;
-                    }
-                    Ok(t) => last_text.clone_from(t),
-                    Err(_) => {}
-                }
-                let _ = reload(
-                    &gateway,
-                    &args.config.display().to_string(),
-                    text,
-                    "file change",
-                    &health,
-                    &mut dns,
-                    &rt,
-                );
+                reload_source(&gateway, &mut source, "file change", &health, &mut dns, &rt);
             }
             Event::Replace((text, reply)) => {
-                let outcome = reload(
-                    &gateway,
-                    "POST /config",
-                    Ok(text),
-                    "admin",
-                    &health,
-                    &mut dns,
-                    &rt,
-                )
-                .map(|()| gateway.current());
+                let outcome = replace(&gateway, &mut source, text, &health, &mut dns, &rt);
                 let _ = reply.send(outcome);
             }
             Event::Addresses => match with_addresses(&gateway.current(), &health, &dns) {
@@ -619,5 +825,89 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(replace_requests);
     drop(admin);
     gateway.shutdown();
+    // Database connections are closed on the runtime that made them.
+    let _in_runtime = rt.enter();
+    drop(notifications);
+    if let Source::Database { store, .. } = &source {
+        rt.block_on(store.close());
+    }
+    drop(source);
     Ok(())
+}
+
+/// How often database mode checks the stored version.
+const DATABASE_POLL: Duration = Duration::from_secs(1);
+
+/// SIGHUP, a change to the file, or a newer version in the database: read the source again
+/// and serve it if it is valid (and, for a file, changed).
+fn reload_source(
+    gateway: &Gateway,
+    source: &mut Source,
+    trigger: &str,
+    health: &HealthRegistry,
+    dns: &mut Dns,
+    rt: &tokio::runtime::Runtime,
+) {
+    let name = source.name();
+    let read = source.read(rt);
+    match source {
+        Source::File { last_text, .. } => match &read {
+            Ok((t, _)) if *t == *last_text && trigger != "SIGHUP" => {
+                tracing::debug!(config = %name, "configuration file unchanged; not reloaded");
+                return;
+            }
+            Ok((t, _)) => last_text.clone_from(t),
+            Err(_) => {}
+        },
+        Source::Database { .. } => {
+            if let Err(e) = &read {
+                tracing::warn!("{e}");
+                return;
+            }
+        }
+    }
+    let (text, version) = match read {
+        Ok((t, v)) => (Ok(t), v),
+        Err(e) => (Err(e), 0),
+    };
+    if let Ok(snapshot) = compile(&name, text, trigger, health, dns, rt) {
+        install(gateway, snapshot, &name, trigger);
+        if let Source::Database { version: v, .. } = source {
+            *v = version;
+        }
+    }
+}
+
+/// `POST /config`: validate; in database mode store it (if nothing else was written since
+/// the version serving now); then serve it.
+fn replace(
+    gateway: &Gateway,
+    source: &mut Source,
+    text: String,
+    health: &HealthRegistry,
+    dns: &mut Dns,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError> {
+    let snapshot = compile("POST /config", Ok(text), "admin", health, dns, rt)
+        .map_err(ReplaceError::Invalid)?;
+    if let Source::Database { store, version } = source {
+        let document = config::export::declarative(&snapshot.doc);
+        match rt.block_on(store.replace(Some(*version), &document)) {
+            Ok(v) => *version = v,
+            Err(gatehouse::store::StoreError::Conflict { .. }) => {
+                let message =
+                    "the configuration changed in the database meanwhile; read it again and retry";
+                reload_source(gateway, source, "database change", health, dns, rt);
+                return Err(ReplaceError::Conflict(message.into()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not stored");
+                return Err(ReplaceError::Unavailable(format!(
+                    "database unavailable: {e}"
+                )));
+            }
+        }
+    }
+    install(gateway, snapshot, "POST /config", "admin");
+    Ok(gateway.current())
 }

@@ -11,9 +11,9 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Value, json};
 
-use super::Control;
 use super::paging::{ListQuery, form_urlencoded_pairs};
 use super::views::{Kind, id_of, refers_to};
+use super::{Control, ReplaceError};
 use crate::config::{ConfigErrors, export};
 use crate::plugins::{KNOWN_PLUGINS, PLUGIN_PRIORITIES};
 use crate::snapshot::Snapshot;
@@ -82,28 +82,28 @@ impl Admin {
                 .unwrap_or(""),
             body: &body,
         };
-        self.dispatch(&request, &segments)
+        self.dispatch(&request, &segments).await
     }
 
-    fn dispatch(&self, req: &AdminRequest<'_>, segments: &[&str]) -> Reply {
+    async fn dispatch(&self, req: &AdminRequest<'_>, segments: &[&str]) -> Reply {
         let snap = self.control.current();
         let get = req.method == Method::GET || req.method == Method::HEAD;
         match segments {
             [] if get => ok(self.node_info(&snap)),
-            ["status"] if get => ok(self.status(&snap)),
+            ["status"] if get => ok(self.status(&snap).await),
             ["config"] if get => ok(json!({ "config": export_text(&snap) })),
             ["config"] if req.method == Method::POST => self.replace_config(req),
             ["plugins", "enabled"] if get => ok(json!({ "enabled_plugins": KNOWN_PLUGINS })),
             ["upstreams", upstream, "health"] if get => upstream_health(&snap, upstream, req),
             [endpoint] => match Kind::by_endpoint(endpoint) {
                 Some(kind) if get => list(req, kind.list(&snap)),
-                Some(kind) if req.method == Method::POST => db_less(kind, "create"),
+                Some(kind) if req.method == Method::POST => self.read_only(kind, "create"),
                 Some(_) => method_not_allowed(),
                 None => not_found(),
             },
             [endpoint, key] => match Kind::by_endpoint(endpoint) {
                 Some(kind) if get => found(kind.find(&snap, key)),
-                Some(kind) if is_write(req.method) => db_less(kind, write_verb(req.method)),
+                Some(kind) if is_write(req.method) => self.read_only(kind, write_verb(req.method)),
                 Some(_) => method_not_allowed(),
                 None => not_found(),
             },
@@ -125,7 +125,7 @@ impl Admin {
                     return match service {
                         Some(s) if get => ok(s),
                         Some(_) if is_write(req.method) => {
-                            db_less(children, write_verb(req.method))
+                            self.read_only(children, write_verb(req.method))
                         }
                         Some(_) => method_not_allowed(),
                         None => not_found(),
@@ -141,7 +141,7 @@ impl Admin {
                             .filter(|e| refers_to(e, field, owner_id))
                             .collect(),
                     ),
-                    m if *m == Method::POST => db_less(children, "create"),
+                    m if *m == Method::POST => self.read_only(children, "create"),
                     _ => method_not_allowed(),
                 }
             }
@@ -167,13 +167,40 @@ impl Admin {
                     });
                 match child {
                     Some(c) if get => ok(c),
-                    Some(_) if is_write(req.method) => db_less(children, write_verb(req.method)),
+                    Some(_) if is_write(req.method) => {
+                        self.read_only(children, write_verb(req.method))
+                    }
                     Some(_) => method_not_allowed(),
                     None => not_found(),
                 }
             }
             _ => not_found(),
         }
+    }
+
+    /// A write to an entity endpoint: Kong's DB-less refusal, or, with a database, not yet
+    /// available (the whole configuration is written with `POST /config`).
+    fn read_only(&self, kind: Kind, verb: &str) -> Reply {
+        if self.control.store().is_some() {
+            return json_response(
+                StatusCode::NOT_IMPLEMENTED,
+                &json!({
+                    "name": "not implemented",
+                    "message": format!(
+                        "cannot {verb} '{}' entities one by one yet; POST /config replaces the whole configuration",
+                        kind.collection
+                    ),
+                }),
+            );
+        }
+        json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({
+                "code": 12,
+                "name": "operation unsupported",
+                "message": format!("cannot {verb} '{}' entities when not using a database", kind.collection),
+            }),
+        )
     }
 
     fn node_info(&self, snap: &Snapshot) -> Value {
@@ -201,7 +228,7 @@ impl Admin {
             "node_id": self.node.node_id,
             "hostname": self.node.hostname,
             "configuration": {
-                "database": "off",
+                "database": self.control.store().map_or("off", |s| s.kind()),
                 "role": "traditional",
                 "proxy_listen": self.node.proxy_listen,
                 "admin_listen": self.node.admin_listen,
@@ -214,9 +241,13 @@ impl Admin {
         })
     }
 
-    fn status(&self, snap: &Snapshot) -> Value {
+    async fn status(&self, snap: &Snapshot) -> Value {
+        let reachable = match self.control.store() {
+            Some(store) => store.reachable().await,
+            None => true,
+        };
         json!({
-            "database": { "reachable": true },
+            "database": { "reachable": reachable },
             "configuration_hash": configuration_hash(snap),
             "server": {
                 "connections_accepted": self.control.connections_accepted(),
@@ -247,7 +278,11 @@ impl Admin {
                 }
                 json_response(StatusCode::CREATED, &Value::Object(out))
             }
-            Err(errors) => invalid_config(&errors),
+            Err(ReplaceError::Invalid(errors)) => invalid_config(&errors),
+            Err(ReplaceError::Conflict(message)) => error(StatusCode::CONFLICT, &message),
+            Err(ReplaceError::Unavailable(message)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, &message)
+            }
         }
     }
 }
@@ -419,17 +454,6 @@ fn invalid_config(errors: &ConfigErrors) -> Reply {
             "name": "invalid declarative configuration",
             "message": format!("declarative config is invalid: {}", errors.0.len()),
             "fields": fields,
-        }),
-    )
-}
-
-fn db_less(kind: Kind, verb: &str) -> Reply {
-    json_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &json!({
-            "code": 12,
-            "name": "operation unsupported",
-            "message": format!("cannot {verb} '{}' entities when not using a database", kind.collection),
         }),
     )
 }

@@ -19,13 +19,29 @@ use crate::snapshot::Snapshot;
 pub use api::{Admin, NodeInfo};
 pub use server::AdminServer;
 
+/// Why a whole configuration was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// It does not validate.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    /// Another write reached the database first.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database (or the node) cannot take writes now.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// What the Admin API needs of the node it manages.
 pub trait Control: Send + Sync + 'static {
     /// The configuration serving now.
     fn current(&self) -> Arc<Snapshot>;
-    /// Validate a whole declarative configuration and, if valid, serve it; the configuration
-    /// now serving is returned.
-    fn replace(&self, text: &str) -> Result<Arc<Snapshot>, ConfigErrors>;
+    /// Validate a whole declarative configuration and, if valid, store it (in database mode)
+    /// and serve it; the configuration now serving is returned.
+    fn replace(&self, text: &str) -> Result<Arc<Snapshot>, ReplaceError>;
     /// Client connections the proxy has accepted since it started.
     fn connections_accepted(&self) -> u64;
+    /// The node's database, if it has one.
+    fn store(&self) -> Option<&crate::store::Store>;
 }

@@ -291,4 +291,6 @@ fn rows_of(document: &Value) -> Vec<(String, i64, String, String)> {
 }
 
 #[cfg(test)]
+pub(crate) mod test_db;
+#[cfg(test)]
 mod tests;

@@ -130,9 +130,24 @@ impl Running {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Running {
+        let config = config.display().to_string();
+        let mut all = vec!["-c", config.as_str()];
+        all.extend_from_slice(args);
+        Self::spawn(&all, env)
+    }
+
+    /// Database mode: `run` without a file, on the database at `url`.
+    pub(crate) fn start_database(url: &str, env: &[(&str, &str)]) -> Running {
+        let mut all = vec![("GATEHOUSE_DATABASE_URL", url)];
+        all.extend_from_slice(env);
+        Self::spawn(&[], &all)
+    }
+
+    /// `gatehouse run` with `args` and `env`, on ephemeral loopback ports; returns once the
+    /// start-up line is out.
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(config)
+            .arg("run")
             .args(args)
             // Tests run side by side: no fixed TLS port unless a test asks for one.
             .env("GATEHOUSE_PROXY_TLS_LISTEN", "127.0.0.1:0")
@@ -210,6 +225,12 @@ impl Running {
             .args([sig, &self.child.id().to_string()])
             .status()
             .unwrap();
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Wait (bounded) for the process to exit; asserts it exited 0.

@@ -7,6 +7,7 @@ mod auth;
 mod balancing;
 mod cli;
 mod config_errors;
+mod database;
 mod dns;
 mod forward_auth;
 mod hardening;
@@ -23,6 +24,8 @@ mod proxying;
 mod reload;
 mod routing;
 mod support;
+#[path = "../../src/store/test_db.rs"]
+mod test_db;
 mod tls;
 mod upstream_selftest;
 mod upstream_tls;
