@@ -64,6 +64,8 @@ enum Source {
     },
     /// From the lean client (requests without a body).
     Lean { body: H1Body, lease: Option<Lease> },
+    /// From a multiplexed HTTP/2 connection (`grpc` services): nothing goes back to a pool.
+    Multiplexed(Incoming),
 }
 
 impl UpstreamBody {
@@ -87,6 +89,11 @@ impl UpstreamBody {
         )
     }
 
+    /// A response body from an HTTP/2 upstream connection (see `h2_client`).
+    pub fn multiplexed(inner: Incoming, read_timeout: Duration) -> Self {
+        Self::with_source(Source::Multiplexed(inner), read_timeout)
+    }
+
     fn with_source(source: Source, read_timeout: Duration) -> Self {
         let mut body = UpstreamBody {
             source,
@@ -105,6 +112,7 @@ impl UpstreamBody {
         match &self.source {
             Source::Hyper { inner, .. } => inner.is_end_stream(),
             Source::Lean { body, .. } => body.is_end_stream(),
+            Source::Multiplexed(inner) => inner.is_end_stream(),
         }
     }
 
@@ -120,6 +128,7 @@ impl UpstreamBody {
                     lease.release(conn);
                 }
             }
+            Source::Multiplexed(_) => {}
         }
     }
 
@@ -127,6 +136,7 @@ impl UpstreamBody {
         match &mut self.source {
             Source::Hyper { conn, .. } => *conn = None,
             Source::Lean { lease, .. } => *lease = None,
+            Source::Multiplexed(_) => {}
         }
     }
 
@@ -137,6 +147,7 @@ impl UpstreamBody {
         match &mut self.source {
             Source::Hyper { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
             Source::Lean { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Source::Multiplexed(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
         }
     }
 }
@@ -201,6 +212,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(u) => match &u.source {
                 Source::Hyper { inner, .. } => inner.size_hint(),
                 Source::Lean { body, .. } => body.size_hint(),
+                Source::Multiplexed(inner) => inner.size_hint(),
             },
         }
     }

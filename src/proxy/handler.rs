@@ -25,6 +25,7 @@ use super::h1_client::H1Error;
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use super::upgrade::{self, Handshake};
+use super::{grpc, h2_client};
 use crate::health::Outcome;
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
@@ -191,7 +192,11 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
     ctx.service = route.service;
     ctx.path = fwd_path.clone();
 
-    if !route.allows_http && !conn.tls {
+    if route.grpc {
+        if let Some(resp) = grpc::route_mismatch(route, parts.version, &parts.headers, conn.tls) {
+            return finish(&route.chain, &mut ctx, resp);
+        }
+    } else if !route.allows_http && !conn.tls {
         let resp = https_required(route.https_redirect, &parts);
         return finish(&route.chain, &mut ctx, resp);
     }
@@ -335,6 +340,9 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
     let mut attempts = Attempts::new(service, upstream, hash);
     let mut switched = false;
     let sent = match (on_upgrade, upstream_body) {
+        (_, body) if service.http2 => {
+            h2_client::send(&mut attempts, service, parts, body, set_host).await
+        }
         (Some(on_upgrade), None) => {
             upgrade::send_handshake(&mut attempts, service, parts, set_host, &shared.pool)
                 .await

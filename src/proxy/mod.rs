@@ -5,12 +5,16 @@ pub mod breaker;
 pub mod client_ip;
 pub mod error;
 pub mod forward;
+pub mod grpc;
 pub mod h1_client;
+pub mod h2_client;
 pub mod handler;
+pub mod http2;
 pub mod path;
 pub mod pool;
 pub mod retry;
 pub mod server;
 pub mod upgrade;
 
+pub use http2::Http2Settings;
 pub use server::{Gateway, ServerConfig};

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::client_ip::RealIpConfig;
 use super::handler::{ConnState, Shared, handle};
+use super::http2::{self as h2, Http2Settings, Sniffed};
 use super::pool::PoolSettings;
 use crate::snapshot::Snapshot;
 
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub request_buffer_limit: usize,
     /// Longest pause allowed between two reads of a body being read into memory (408).
     pub client_body_timeout: Duration,
+    /// HTTP/2 from clients (ALPN `h2`, h2c with prior knowledge) and its limits.
+    pub http2: Http2Settings,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             request_buffer_limit: 8 << 20,
             client_body_timeout: Duration::from_secs(60),
+            http2: Http2Settings::default(),
         }
     }
 }
@@ -153,7 +157,8 @@ impl Gateway {
         });
         let acceptor = match tls_addr {
             Some(_) => Some(TlsAcceptor::from(
-                crate::tls::server_config(shared.clone()).map_err(std::io::Error::other)?,
+                crate::tls::server_config(shared.clone(), config.http2.enabled)
+                    .map_err(std::io::Error::other)?,
             )),
             None => None,
         };
@@ -169,6 +174,7 @@ impl Gateway {
             let rx = shutdown.subscribe();
             let header_timeout = config.header_read_timeout;
             let drain_timeout = config.drain_timeout;
+            let http2 = config.http2.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{i}"))
                 .spawn(move || {
@@ -189,6 +195,7 @@ impl Gateway {
                         rx.clone(),
                         header_timeout,
                         drain_timeout,
+                        http2.clone(),
                     );
                     let secure = async move {
                         if let Some((listener, acceptor, handshake_timeout)) = tls {
@@ -199,6 +206,7 @@ impl Gateway {
                                 rx,
                                 header_timeout,
                                 drain_timeout,
+                                http2,
                             )
                             .await;
                         }
@@ -289,6 +297,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     header_timeout: Duration,
     drain_timeout: Duration,
+    http2: Http2Settings,
 ) {
     let connections = TaskTracker::new();
     let listener = match TcpListener::from_std(listener) {
@@ -304,6 +313,8 @@ async fn accept_loop(
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let h2_builder = Arc::new(h2::builder(&http2, connections.clone()));
+    let h2c = http2.enabled;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -313,11 +324,20 @@ async fn accept_loop(
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id, tls.is_some(), connections.clone()));
                     let builder = builder.clone();
+                    let h2_builder = h2_builder.clone();
                     let mut stop = shutdown.clone();
                     let tls = tls.clone();
                     connections.spawn(async move {
                         let Some((acceptor, handshake_timeout)) = tls else {
-                            serve(stream, conn, &builder, stop).await;
+                            if !h2c {
+                                serve(stream, conn, &builder, stop).await;
+                                return;
+                            }
+                            match h2::sniff(&stream, header_timeout).await {
+                                Sniffed::Http1 => serve(stream, conn, &builder, stop).await,
+                                Sniffed::Http2 => h2::serve(stream, conn, &h2_builder, stop).await,
+                                Sniffed::Nothing => {}
+                            }
                             return;
                         };
                         let handshake = tokio::select! {
@@ -325,6 +345,9 @@ async fn accept_loop(
                             _ = stop.changed() => return,
                         };
                         match handshake {
+                            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                h2::serve(stream, conn, &h2_builder, stop).await
+                            }
                             Ok(Ok(stream)) => serve(stream, conn, &builder, stop).await,
                             Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),

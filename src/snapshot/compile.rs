@@ -30,7 +30,9 @@ const MAX_RETRIES: u32 = 32_767;
 /// Kong's default port for targets given without one.
 const DEFAULT_TARGET_PORT: u16 = 8000;
 
-const ROUTE_PROTOCOLS: &[&str] = &["http", "https"];
+const ROUTE_PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs"];
+/// Service protocols spoken to upstreams: HTTP/1.1, or HTTP/2 with prior knowledge (`grpc`).
+const SERVICE_PROTOCOLS: &[&str] = &["http", "grpc"];
 const KNOWN_PROTOCOLS: &[&str] = &[
     "http",
     "https",
@@ -407,13 +409,21 @@ fn compile_route(
         if !ROUTE_PROTOCOLS.contains(&p.as_str()) {
             let msg = if KNOWN_PROTOCOLS.contains(&p.as_str()) {
                 format!(
-                    "protocol `{p}` is not supported by this version of Gatehouse (http, https)"
+                    "protocol `{p}` is not supported by this version of Gatehouse (http, https, grpc, grpcs)"
                 )
             } else {
-                format!("unknown protocol `{p}`; expected http or https")
+                format!("unknown protocol `{p}`; expected http, https, grpc or grpcs")
             };
             errors.push(format!("{path}.protocols[{i}]"), msg);
         }
+    }
+    // Kong: http/https and grpc/grpcs are groups that one route cannot mix.
+    let grpc = r.protocols.iter().any(|p| p == "grpc" || p == "grpcs");
+    if grpc && r.protocols.iter().any(|p| p == "http" || p == "https") {
+        errors.push(
+            format!("{path}.protocols"),
+            "these sets are mutually exclusive: ('http', 'https'), ('grpc', 'grpcs')",
+        );
     }
     if r.protocols.is_empty() {
         errors.push(format!("{path}.protocols"), "must not be empty");
@@ -456,8 +466,9 @@ fn compile_route(
         strip_path: r.strip_path,
         preserve_host: r.preserve_host,
         path_handling,
-        allows_http: r.protocols.iter().any(|p| p == "http"),
-        allows_https: r.protocols.iter().any(|p| p == "https"),
+        allows_http: r.protocols.iter().any(|p| p == "http" || p == "grpc"),
+        allows_https: r.protocols.iter().any(|p| p == "https" || p == "grpcs"),
+        grpc,
         https_redirect,
         chain,
         needs_request_body,
@@ -499,14 +510,28 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
         }
     }
     let protocol = protocol.unwrap_or_else(|| "http".into());
-    if protocol != "http" {
+    if !SERVICE_PROTOCOLS.contains(&protocol.as_str()) {
         let msg = if KNOWN_PROTOCOLS.contains(&protocol.as_str()) {
-            format!("protocol `{protocol}` is not supported by this version of Gatehouse (http)")
+            format!(
+                "protocol `{protocol}` is not supported by this version of Gatehouse (http, grpc)"
+            )
         } else {
             format!("unknown protocol `{protocol}`")
         };
         let field = if s.url.is_some() { "url" } else { "protocol" };
         errors.push(format!("{path}.{field}"), msg);
+    }
+    let http2 = protocol == "grpc";
+    // Kong: a gRPC service names no path (the gRPC method is the path).
+    if http2 && svc_path.as_deref() == Some("/") && s.url.is_some() {
+        svc_path = None;
+    }
+    if http2 && svc_path.is_some() {
+        let field = if s.url.is_some() { "url" } else { "path" };
+        errors.push(
+            format!("{path}.{field}"),
+            "value must be null for protocol `grpc`",
+        );
     }
     let port = port.unwrap_or(80);
     if port == 0 {
@@ -578,6 +603,7 @@ fn compile_service(errors: &mut Errors<'_>, path: &str, s: &Service, doc: &Confi
         write_timeout: Duration::from_millis(s.write_timeout),
         read_timeout: Duration::from_millis(s.read_timeout),
         retries: s.retries,
+        http2,
     }
 }
 
