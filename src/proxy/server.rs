@@ -333,7 +333,12 @@ async fn accept_loop(
                                 serve(stream, conn, &builder, stop).await;
                                 return;
                             }
-                            match h2::sniff(&stream, header_timeout).await {
+                            // A connection silent when the gateway drains is closed at once.
+                            let sniffed = tokio::select! {
+                                s = h2::sniff(&stream, header_timeout) => s,
+                                _ = stop.changed() => return,
+                            };
+                            match sniffed {
                                 Sniffed::Http1 => serve(stream, conn, &builder, stop).await,
                                 Sniffed::Http2 => h2::serve(stream, conn, &h2_builder, stop).await,
                                 Sniffed::Nothing => {}
