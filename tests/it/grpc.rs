@@ -160,6 +160,10 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Echo {
                 "/test.Echo/ServerStream" => grpc.server_streaming(ServerStreamSvc, req).await,
                 "/test.Echo/ClientStream" => grpc.client_streaming(ClientStreamSvc, req).await,
                 "/test.Echo/Bidi" => grpc.streaming(BidiSvc, req).await,
+                "/test.Echo/Slow" => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    grpc.unary(UnarySvc, req).await
+                }
                 _ => Status::unimplemented("no such method").into_http(),
             })
         })
@@ -234,6 +238,14 @@ services:
     paths: [/locked.Echo/]
     strip_path: false
     plugins: [{{name: key-auth}}]
+- name: slow
+  url: grpc://127.0.0.1:{upstream_port}
+  read_timeout: 300
+  routes:
+  - name: slow-route
+    protocols: [grpc]
+    paths: [/test.Echo/Slow]
+    strip_path: false
 - name: grpcs-only
   url: grpc://127.0.0.1:{upstream_port}
   routes:
@@ -391,6 +403,13 @@ async fn gateway_errors_take_grpc_form() {
         .await
         .expect_err("401");
     assert_eq!(status.code(), Code::Unauthenticated);
+
+    // The service's read_timeout passed: DEADLINE_EXCEEDED.
+    let status = unary(&ch, "/test.Echo/Slow", b"x")
+        .await
+        .expect_err("timeout");
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(status.message(), "The upstream server is timing out");
 
     // A grpcs-only route over plain text: Kong's CANCELLED.
     let status = unary(&ch, "/secure.Echo/Call", b"x")

@@ -288,6 +288,30 @@ async fn rapid_reset_ends_the_connection_and_others_are_served() {
     up.stop().await;
 }
 
+#[tokio::test]
+async fn oversized_header_lists_are_refused() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&config(&up));
+    let mut h2 = h2c::<Empty<Bytes>>(gw.addr).await;
+    // Over the default 32 KiB list: 431, and the connection goes on serving.
+    let req = Request::get(format!("http://h2.test:{}/h2/x", gw.addr.port()))
+        .header("x-big", "a".repeat(40 << 10))
+        .body(Empty::new())
+        .expect("request");
+    match h2.send_request(req).await {
+        Ok(resp) => assert_eq!(resp.status(), 431),
+        Err(e) => panic!("refused without an answer: {e}"),
+    }
+    let req = Request::get(format!("http://h2.test:{}/h2/x", gw.addr.port()))
+        .header("x-small", "a".repeat(1 << 10))
+        .body(Empty::new())
+        .expect("request");
+    assert_eq!(h2.send_request(req).await.expect("response").status(), 200);
+    assert_eq!(up.request_count(), 1, "only the small one was forwarded");
+    hang_up(h2).await;
+    up.stop().await;
+}
+
 /// One HTTP/2 frame.
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
