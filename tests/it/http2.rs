@@ -235,41 +235,60 @@ async fn concurrent_streams_are_limited() {
     up.stop().await;
 }
 
-#[tokio::test]
-async fn rapid_reset_ends_the_connection_and_others_are_served() {
-    let up = Upstream::start().await;
-    let gw = TestGateway::start(&config(&up));
-    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
-    let (mut attacker, conn) = h2::client::handshake(tcp).await.expect("handshake");
-    let conn = tokio::spawn(conn);
+/// Open streams on a fresh connection and reset each at once, up to `streams` of them; stops
+/// early when the gateway ends the connection. Returns how many were opened, how the
+/// connection ended if it did, and the client (when still usable).
+async fn reset_flood(
+    addr: SocketAddr,
+    streams: usize,
+) -> (
+    usize,
+    Option<Result<(), h2::Error>>,
+    Option<h2::client::SendRequest<Bytes>>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (attacker, conn) = h2::client::handshake(tcp).await.expect("handshake");
+    let mut conn = tokio::spawn(conn);
+    let mut attacker = Some(attacker);
     let mut opened = 0;
-    for _ in 0..10_000 {
-        attacker = match attacker.ready().await {
-            Ok(c) => c,
-            Err(_) => break,
+    while opened < streams {
+        let Some(ready) = attacker.take() else { break };
+        let Ok(mut ready) = ready.ready().await else {
+            break;
         };
-        let req = Request::get(format!("http://127.0.0.1:{}/any/delay/50", gw.addr.port()))
+        let req = Request::get(format!("http://127.0.0.1:{}/any/delay/50", addr.port()))
             .body(())
             .expect("request");
-        match attacker.send_request(req, true) {
+        match ready.send_request(req, true) {
             Ok((_response, mut stream)) => {
                 stream.send_reset(h2::Reason::CANCEL);
                 opened += 1;
             }
             Err(_) => break,
         }
+        attacker = Some(ready);
         // Let the connection task write, and read what the gateway says.
         tokio::task::yield_now().await;
         if conn.is_finished() {
             break;
         }
     }
-    let ended = tokio::time::timeout(Duration::from_secs(5), conn)
+    let ended = tokio::time::timeout(Duration::from_secs(2), &mut conn)
         .await
-        .expect("the gateway ended the connection")
-        .expect("join");
+        .ok()
+        .map(|j| j.expect("join"));
+    (opened, ended, attacker)
+}
+
+#[tokio::test]
+async fn rapid_reset_ends_the_connection_and_others_are_served() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&config(&up));
+    let (opened, ended, _) = reset_flood(gw.addr, 10_000).await;
     // GOAWAY ENHANCE_YOUR_CALM, or the connection closed under the client's writes.
-    let e = ended.expect_err("ended with an error");
+    let e = ended
+        .expect("the gateway ended the connection")
+        .expect_err("ended with an error");
     assert!(
         (e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)) || e.is_io(),
         "{e}"
@@ -285,6 +304,27 @@ async fn rapid_reset_ends_the_connection_and_others_are_served() {
     let resp = client().get(gw.url("/any")).send().await.expect("h1");
     assert_eq!(resp.status(), 200);
     hang_up(h2).await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_reset_limit_the_same_client_is_not_cut_off() {
+    // The control for the test above: what ends that connection is the limit.
+    let up = Upstream::start().await;
+    let gw = TestGateway::start_with(
+        &config(&up),
+        ServerConfig {
+            http2: Http2Settings {
+                max_pending_accept_reset_streams: 1_000_000,
+                ..Http2Settings::default()
+            },
+            ..ServerConfig::default()
+        },
+    );
+    let (opened, ended, attacker) = reset_flood(gw.addr, 2_000).await;
+    assert_eq!(opened, 2_000);
+    assert!(ended.is_none(), "connection ended: {ended:?}");
+    hang_up(attacker).await;
     up.stop().await;
 }
 
