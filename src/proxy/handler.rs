@@ -340,8 +340,17 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
     let mut attempts = Attempts::new(service, upstream, hash);
     let mut switched = false;
     let sent = match (on_upgrade, upstream_body) {
+        // Boxed: a large future that most requests never await would make every request's
+        // future larger.
         (_, body) if service.http2 => {
-            h2_client::send(&mut attempts, service, parts, body, set_host).await
+            Box::pin(h2_client::send(
+                &mut attempts,
+                service,
+                parts,
+                body,
+                set_host,
+            ))
+            .await
         }
         (Some(on_upgrade), None) => {
             upgrade::send_handshake(&mut attempts, service, parts, set_host, &shared.pool)
