@@ -14,7 +14,7 @@ use gatehouse::dns::{DnsConfig, Resolver, Watcher};
 use gatehouse::health::HealthRegistry;
 use gatehouse::proxy::client_ip::{RealIpConfig, TrustedProxies};
 use gatehouse::proxy::pool::PoolSettings;
-use gatehouse::proxy::{Gateway, ServerConfig};
+use gatehouse::proxy::{Gateway, Http2Settings, ServerConfig};
 use gatehouse::store::Store;
 
 #[global_allocator]
@@ -200,6 +200,55 @@ struct RunArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     watch_config: bool,
+    /// Let clients speak HTTP/2: ALPN `h2` on the TLS listener, and h2c with prior knowledge
+    /// on the plain one.
+    #[arg(
+        long,
+        env = "GATEHOUSE_HTTP2",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    http2: bool,
+    /// Streams a client may have open at once on one HTTP/2 connection.
+    #[arg(
+        long,
+        env = "GATEHOUSE_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 128,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    http2_max_concurrent_streams: u32,
+    /// Largest HTTP/2 request header list, in bytes (also bounds CONTINUATION frames).
+    #[arg(
+        long,
+        env = "GATEHOUSE_HTTP2_MAX_HEADER_LIST_SIZE",
+        default_value_t = 32 << 10,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    http2_max_header_list_size: u32,
+    /// Streams an HTTP/2 client may open and reset before they are served; more end the
+    /// connection (rapid-reset protection).
+    #[arg(
+        long,
+        env = "GATEHOUSE_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
+        default_value_t = 20
+    )]
+    http2_max_pending_accept_reset_streams: usize,
+    /// Streams the gateway may reset for a client's protocol errors before ending its
+    /// HTTP/2 connection.
+    #[arg(
+        long,
+        env = "GATEHOUSE_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS",
+        default_value_t = 1024
+    )]
+    http2_max_local_error_reset_streams: usize,
+    /// Seconds between keep-alive PINGs on client HTTP/2 connections (0: none).
+    #[arg(long, env = "GATEHOUSE_HTTP2_KEEPALIVE_INTERVAL", default_value_t = 0)]
+    http2_keepalive_interval: u64,
+    /// Seconds allowed for a keep-alive PING's answer before the connection is closed.
+    #[arg(long, env = "GATEHOUSE_HTTP2_KEEPALIVE_TIMEOUT", default_value_t = 20)]
+    http2_keepalive_timeout: u64,
 }
 
 /// Quiet time after the last change to the file before it is read: one save is one reload.
@@ -599,6 +648,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         request_buffer_limit: args.request_buffer_limit,
         client_body_timeout: Duration::from_secs(args.client_body_timeout.max(1)),
+        http2: Http2Settings {
+            enabled: args.http2,
+            max_concurrent_streams: args.http2_max_concurrent_streams,
+            max_header_list_size: args.http2_max_header_list_size,
+            max_pending_accept_reset_streams: args.http2_max_pending_accept_reset_streams,
+            max_local_error_reset_streams: args.http2_max_local_error_reset_streams,
+            keepalive_interval: (args.http2_keepalive_interval > 0)
+                .then(|| Duration::from_secs(args.http2_keepalive_interval)),
+            keepalive_timeout: Duration::from_secs(args.http2_keepalive_timeout.max(1)),
+        },
     };
     for reserved in ["GATEHOUSE_STATUS_LISTEN"] {
         if std::env::var_os(reserved).is_some() {

@@ -323,14 +323,22 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The rustls configuration of the TLS listener: TLS 1.3 and 1.2, ALPN `http/1.1`, a session
-/// cache and stateless tickets, certificates by SNI from the current snapshot.
-pub fn server_config(shared: Arc<Shared>) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+/// The rustls configuration of the TLS listener: TLS 1.3 and 1.2, ALPN `h2` (when `http2`) and
+/// `http/1.1`, a session cache and stateless tickets, certificates by SNI from the current
+/// snapshot.
+pub fn server_config(
+    shared: Arc<Shared>,
+    http2: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { shared }));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     Ok(Arc::new(config))

@@ -65,6 +65,8 @@ enum Source {
     },
     /// From the lean client (requests without a body).
     Lean { body: H1Body, lease: Option<Lease> },
+    /// From a multiplexed HTTP/2 connection (`grpc` services): nothing goes back to a pool.
+    Multiplexed(Incoming),
 }
 
 impl UpstreamBody {
@@ -88,6 +90,11 @@ impl UpstreamBody {
         )
     }
 
+    /// A response body from an HTTP/2 upstream connection (see `h2_client`).
+    pub fn multiplexed(inner: Incoming, read_timeout: Duration) -> Self {
+        Self::with_source(Source::Multiplexed(inner), read_timeout)
+    }
+
     fn with_source(source: Source, read_timeout: Duration) -> Self {
         let mut body = UpstreamBody {
             source,
@@ -106,6 +113,7 @@ impl UpstreamBody {
         match &self.source {
             Source::Hyper { inner, .. } => inner.is_end_stream(),
             Source::Lean { body, .. } => body.is_end_stream(),
+            Source::Multiplexed(inner) => inner.is_end_stream(),
         }
     }
 
@@ -121,6 +129,7 @@ impl UpstreamBody {
                     lease.release(conn);
                 }
             }
+            Source::Multiplexed(_) => {}
         }
     }
 
@@ -128,6 +137,7 @@ impl UpstreamBody {
         match &mut self.source {
             Source::Hyper { conn, .. } => *conn = None,
             Source::Lean { lease, .. } => *lease = None,
+            Source::Multiplexed(_) => {}
         }
     }
 
@@ -138,6 +148,7 @@ impl UpstreamBody {
         match &mut self.source {
             Source::Hyper { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
             Source::Lean { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Source::Multiplexed(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
         }
     }
 }
@@ -202,6 +213,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(u) => match &u.source {
                 Source::Hyper { inner, .. } => inner.size_hint(),
                 Source::Lean { body, .. } => body.size_hint(),
+                Source::Multiplexed(inner) => inner.size_hint(),
             },
         }
     }

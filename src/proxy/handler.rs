@@ -29,7 +29,7 @@ use super::limits::{ClientLimits, ConnCount};
 use super::path::{normalize_path, upstream_path};
 use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use super::upgrade::{self, Handshake};
-use super::upstream_tls;
+use super::{grpc, h2_client, upstream_tls};
 use crate::health::Outcome;
 use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
@@ -199,7 +199,11 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
     ctx.service = route.service;
     ctx.path = fwd_path.clone();
 
-    if !route.allows_http && !conn.tls {
+    if route.grpc {
+        if let Some(resp) = grpc::route_mismatch(route, parts.version, &parts.headers, conn.tls) {
+            return finish(&route.chain, &mut ctx, resp);
+        }
+    } else if !route.allows_http && !conn.tls {
         let resp = https_required(route.https_redirect, &parts);
         return finish(&route.chain, &mut ctx, resp);
     }
@@ -363,6 +367,18 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
     let mut attempts = Attempts::new(service, upstream, hash);
     let mut switched = false;
     let sent = match (on_upgrade, upstream_body) {
+        // Boxed: a large future that most requests never await would make every request's
+        // future larger.
+        (_, body) if service.http2 => {
+            Box::pin(h2_client::send(
+                &mut attempts,
+                service,
+                parts,
+                body,
+                set_host,
+            ))
+            .await
+        }
         (Some(on_upgrade), None) => {
             upgrade::send_handshake(&mut attempts, service, parts, set_host, &shared.pool)
                 .await
@@ -562,6 +578,16 @@ pub(super) fn host_for(
     }
 }
 
+/// The error to answer when sending to the upstream failed because the client's body did
+/// (broken off, malformed, or over the size limit), if it did.
+pub(super) fn client_body_error(flag: &std::sync::atomic::AtomicU8) -> Option<ProxyError> {
+    match flag.load(std::sync::atomic::Ordering::Acquire) {
+        ClientFailure::NONE => None,
+        ClientFailure::TOO_LARGE => Some(ProxyError::BodyTooLarge),
+        _ => Some(ProxyError::BadBody),
+    }
+}
+
 /// The error for a failed connect: a TLS failure names itself, anything else is `otherwise`.
 pub(super) fn connect_error(e: &pool::ConnectError, otherwise: ProxyError) -> ProxyError {
     match e.tls_failure() {
@@ -741,10 +767,8 @@ async fn send_upstream(
                 None => {
                     tracing::debug!(target = %target.key, error = %e.error(), "upstream request failed");
                     // The client's body broke off: not the target's fault.
-                    match client_failed.load(std::sync::atomic::Ordering::Acquire) {
-                        ClientFailure::NONE => {}
-                        ClientFailure::TOO_LARGE => return Err(ProxyError::BodyTooLarge),
-                        _ => return Err(ProxyError::BadBody),
+                    if let Some(e) = client_body_error(&client_failed) {
+                        return Err(e);
                     }
                     attempts.report(Outcome::ConnectFailure);
                     return Err(match upstream_tls::failure_in(e.error()) {

@@ -257,7 +257,7 @@ impl ConnectError {
 }
 
 /// Connect to `target` (and shake hands over TLS with `tls`), all within `timeout`.
-async fn open(
+pub(super) async fn open(
     target: &TargetAddr,
     tls: Option<&TlsDest<'_>>,
     timeout: Duration,

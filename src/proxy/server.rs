@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::client_ip::RealIpConfig;
 use super::h1_guard::H1Guard;
 use super::handler::{ConnState, Shared, handle};
+use super::http2::{self as h2, Http2Settings, Sniffed};
 use super::limits::{ClientLimits, ConnCount, ConnSlot};
 use super::pool::PoolSettings;
 use crate::snapshot::Snapshot;
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     pub request_buffer_limit: usize,
     /// Longest pause allowed between two reads of a body being read into memory (408).
     pub client_body_timeout: Duration,
+    /// HTTP/2 from clients (ALPN `h2`, h2c with prior knowledge) and its limits.
+    pub http2: Http2Settings,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             request_buffer_limit: 8 << 20,
             client_body_timeout: Duration::from_secs(60),
+            http2: Http2Settings::default(),
         }
     }
 }
@@ -205,7 +209,8 @@ impl Gateway {
         });
         let acceptor = match tls_addr {
             Some(_) => Some(TlsAcceptor::from(
-                crate::tls::server_config(shared.clone()).map_err(std::io::Error::other)?,
+                crate::tls::server_config(shared.clone(), config.http2.enabled)
+                    .map_err(std::io::Error::other)?,
             )),
             None => None,
         };
@@ -221,6 +226,7 @@ impl Gateway {
             let rx = shutdown.subscribe();
             let header_timeout = config.keepalive_timeout;
             let drain_timeout = config.drain_timeout;
+            let http2 = config.http2.clone();
             let handle =
                 crate::runtime::spawn(format!("gatehouse-worker-{i}"), move || async move {
                     let plain = accept_loop(
@@ -230,6 +236,7 @@ impl Gateway {
                         rx.clone(),
                         header_timeout,
                         drain_timeout,
+                        http2.clone(),
                     );
                     let secure = async move {
                         if let Some((listener, acceptor, handshake_timeout)) = tls {
@@ -240,6 +247,7 @@ impl Gateway {
                                 rx,
                                 header_timeout,
                                 drain_timeout,
+                                http2,
                             )
                             .await;
                         }
@@ -340,6 +348,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     header_timeout: Duration,
     drain_timeout: Duration,
+    http2: Http2Settings,
 ) {
     let connections = TaskTracker::new();
     let listener = match TcpListener::from_std(listener) {
@@ -362,6 +371,8 @@ async fn accept_loop(
         builder.max_buf_size(shared.limits.max_head_size + (8 << 10));
     }
     let builder = Arc::new(builder);
+    let h2_builder = Arc::new(h2::builder(&http2, connections.clone()));
+    let h2c = http2.enabled;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -377,11 +388,29 @@ async fn accept_loop(
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     let conn = Arc::new(ConnState::new(shared.clone(), peer, local, id, tls.is_some(), connections.clone()));
                     let builder = builder.clone();
+                    let h2_builder = h2_builder.clone();
                     let mut stop = shutdown.clone();
                     let tls = tls.clone();
                     connections.spawn(async move {
                         let Some((acceptor, handshake_timeout)) = tls else {
-                            serve(stream, conn, slot, &builder, stop).await;
+                            if !h2c {
+                                serve(stream, conn, slot, &builder, stop).await;
+                                return;
+                            }
+                            // A connection silent when the gateway drains is closed at once.
+                            let sniffed = tokio::select! {
+                                s = h2::sniff(&stream, header_timeout) => s,
+                                _ = stop.changed() => return,
+                            };
+                            match sniffed {
+                                Sniffed::Http1 => serve(stream, conn, slot, &builder, stop).await,
+                                Sniffed::Http2 => {
+                                    // The slot counts the connection until it ends.
+                                    let _slot = slot;
+                                    h2::serve(stream, conn, &h2_builder, stop).await
+                                }
+                                Sniffed::Nothing => {}
+                            }
                             return;
                         };
                         let handshake = tokio::select! {
@@ -389,6 +418,10 @@ async fn accept_loop(
                             _ = stop.changed() => return,
                         };
                         match handshake {
+                            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                let _slot = slot;
+                                h2::serve(stream, conn, &h2_builder, stop).await
+                            }
                             Ok(Ok(stream)) => serve(stream, conn, slot, &builder, stop).await,
                             Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),

@@ -31,7 +31,9 @@ const MAX_RETRIES: u32 = 32_767;
 /// Kong's default port for targets given without one.
 const DEFAULT_TARGET_PORT: u16 = 8000;
 
-const ROUTE_PROTOCOLS: &[&str] = &["http", "https"];
+const ROUTE_PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs"];
+/// Service protocols spoken to upstreams: HTTP/1.1, or HTTP/2 with prior knowledge (`grpc`).
+const SERVICE_PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs"];
 const KNOWN_PROTOCOLS: &[&str] = &[
     "http",
     "https",
@@ -438,13 +440,21 @@ fn compile_route(
         if !ROUTE_PROTOCOLS.contains(&p.as_str()) {
             let msg = if KNOWN_PROTOCOLS.contains(&p.as_str()) {
                 format!(
-                    "protocol `{p}` is not supported by this version of Gatehouse (http, https)"
+                    "protocol `{p}` is not supported by this version of Gatehouse (http, https, grpc, grpcs)"
                 )
             } else {
-                format!("unknown protocol `{p}`; expected http or https")
+                format!("unknown protocol `{p}`; expected http, https, grpc or grpcs")
             };
             errors.push(format!("{path}.protocols[{i}]"), msg);
         }
+    }
+    // Kong: http/https and grpc/grpcs are groups that one route cannot mix.
+    let grpc = r.protocols.iter().any(|p| p == "grpc" || p == "grpcs");
+    if grpc && r.protocols.iter().any(|p| p == "http" || p == "https") {
+        errors.push(
+            format!("{path}.protocols"),
+            "these sets are mutually exclusive: ('http', 'https'), ('grpc', 'grpcs')",
+        );
     }
     if r.protocols.is_empty() {
         errors.push(format!("{path}.protocols"), "must not be empty");
@@ -487,12 +497,14 @@ fn compile_route(
         strip_path: r.strip_path,
         preserve_host: r.preserve_host,
         path_handling,
-        allows_http: r.protocols.iter().any(|p| p == "http"),
-        allows_https: r.protocols.iter().any(|p| p == "https"),
+        allows_http: r.protocols.iter().any(|p| p == "http" || p == "grpc"),
+        allows_https: r.protocols.iter().any(|p| p == "https" || p == "grpcs"),
+        grpc,
         https_redirect,
         chain,
         needs_request_body,
-        request_buffering: r.request_buffering,
+        // gRPC streams both ways: a call's body may only end after answers came back.
+        request_buffering: r.request_buffering && !grpc,
     }
 }
 
@@ -537,10 +549,11 @@ fn compile_service(
         }
     }
     let protocol = protocol.unwrap_or_else(|| "http".into());
-    if protocol != "http" && protocol != "https" {
+    if !SERVICE_PROTOCOLS.contains(&protocol.as_str()) {
         let msg = if KNOWN_PROTOCOLS.contains(&protocol.as_str()) {
             format!(
-                "protocol `{protocol}` is not supported by this version of Gatehouse (http, https)"
+                "protocol `{protocol}` is not supported by this version of Gatehouse ({})",
+                SERVICE_PROTOCOLS.join(", ")
             )
         } else {
             format!("unknown protocol `{protocol}`")
@@ -548,15 +561,32 @@ fn compile_service(
         let field = if s.url.is_some() { "url" } else { "protocol" };
         errors.push(format!("{path}.{field}"), msg);
     }
+    let http2 = protocol == "grpc" || protocol == "grpcs";
+    let uses_tls = protocol == "https" || protocol == "grpcs";
     let tls = upstream_tls::service_tls(
         &mut |p, m| errors.push(p, m),
         path,
         s,
-        protocol == "https",
-        Vec::new(),
+        uses_tls,
+        if http2 {
+            vec![b"h2".to_vec()]
+        } else {
+            Vec::new()
+        },
         tls_refs,
     );
-    let port = port.unwrap_or(if protocol == "https" { 443 } else { 80 });
+    // Kong: a gRPC service names no path (the gRPC method is the path).
+    if http2 && svc_path.as_deref() == Some("/") && s.url.is_some() {
+        svc_path = None;
+    }
+    if http2 && svc_path.is_some() {
+        let field = if s.url.is_some() { "url" } else { "path" };
+        errors.push(
+            format!("{path}.{field}"),
+            format!("value must be null for protocol `{protocol}`"),
+        );
+    }
+    let port = port.unwrap_or(if uses_tls { 443 } else { 80 });
     if port == 0 {
         errors.push(
             format!("{path}.port"),
@@ -627,6 +657,7 @@ fn compile_service(
         read_timeout: Duration::from_millis(s.read_timeout),
         retries: s.retries,
         tls,
+        http2,
     }
 }
 

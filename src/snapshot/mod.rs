@@ -101,6 +101,9 @@ pub struct RouteRt {
     pub allows_http: bool,
     /// False when the route's `protocols` exclude `https` (not served on the TLS listener).
     pub allows_https: bool,
+    /// Whether the route's `protocols` are `grpc`/`grpcs` (Kong's gRPC checks apply, see
+    /// `proxy::grpc`); `allows_http`/`allows_https` then mean `grpc`/`grpcs`.
+    pub grpc: bool,
     /// Kong's `https_redirect_status_code` (426, or a redirect status).
     pub https_redirect: StatusCode,
     pub chain: Chain,
@@ -146,6 +149,9 @@ pub struct ServiceRt {
     pub retry_budget: RetryBudget,
     /// TLS to the upstream (`https` services).
     pub tls: Option<Arc<crate::proxy::upstream_tls::ClientTls>>,
+    /// Requests go out over HTTP/2 with prior knowledge (`protocol: grpc`), see
+    /// `proxy::h2_client`.
+    pub http2: bool,
 }
 
 /// An upstream: its targets and the balancer that picks among them.

@@ -10,10 +10,12 @@ mod config_errors;
 mod database;
 mod dns;
 mod forward_auth;
+mod grpc;
 mod hardening;
 mod harness;
 mod health;
 mod hmac_auth;
+mod http2;
 mod jwks;
 mod jwt;
 #[path = "../../src/plugins/jwt/test_signer.rs"]
