@@ -49,6 +49,12 @@ pub struct Shared {
     pub limits: ClientLimits,
     /// Client connections open on the node (bounded by `limits.max_connections`).
     pub open_connections: Arc<ConnCount>,
+    /// Set when the gateway starts draining: HTTP/1 responses then carry `Connection: close`,
+    /// so that busy keep-alive clients stop sending on connections about to close.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// While draining, how long an idle HTTP/1 connection is kept for a request its client
+    /// may be sending already (then it is closed).
+    pub drain_linger: Duration,
 }
 
 /// Per-connection facts.

@@ -108,6 +108,10 @@ impl GatewayHandle {
     }
 }
 
+/// While draining, how long an idle keep-alive connection stays open for a request already on
+/// its way (at most half the drain timeout).
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
@@ -206,6 +210,8 @@ impl Gateway {
                 max_connections: config.max_connections,
             },
             open_connections: Arc::new(ConnCount::default()),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            drain_linger: DRAIN_LINGER.min(config.drain_timeout / 2),
         });
         let acceptor = match tls_addr {
             Some(_) => Some(TlsAcceptor::from(
@@ -296,6 +302,7 @@ impl Gateway {
 
     /// Stop accepting, let requests in flight finish (within the drain timeout), stop the workers.
     pub fn shutdown(self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         for w in self.workers {
             let _ = w.join();
@@ -316,9 +323,23 @@ async fn serve<I>(
 {
     // Strict framing and the client limits in front of hyper (see `h1_guard`).
     let io = H1Guard::new(io, &conn.shared.limits, conn.verdict.clone(), Some(slot));
+    let linger = conn.shared.drain_linger;
     let svc = service_fn(move |req| {
         let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, &conn).await) }
+        async move {
+            let mut resp = handle(req, &conn).await;
+            // Draining: this is the connection's last exchange; the client learns it from
+            // the response instead of from a close racing its next request.
+            if conn.shared.draining.load(Ordering::Relaxed)
+                && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     // With upgrades: a WebSocket handshake answered 101 hands the connection over to the
     // handler's bridge task (see `upgrade`).
@@ -329,9 +350,16 @@ async fn serve<I>(
     let result = tokio::select! {
         r = served.as_mut() => r,
         _ = stop.changed() => {
-            // Draining: finish the exchange in flight, then close.
-            served.as_mut().graceful_shutdown();
-            served.await
+            // Draining. A busy client gets its next answer with `Connection: close` and the
+            // connection ends by itself; one that stays idle for `linger` is closed (after
+            // the exchange in flight, if any).
+            match tokio::time::timeout(linger, served.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    served.as_mut().graceful_shutdown();
+                    served.await
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -350,6 +350,119 @@ fn sigterm_lets_requests_in_flight_finish() {
     gw.assert_exits_cleanly();
 }
 
+/// What one load connection saw: answers, and requests lost after the gateway had served the
+/// connection (dropped) or before it ever did (refused: never accepted).
+#[derive(Default, Debug, Clone, Copy)]
+struct LoadTally {
+    answered: usize,
+    dropped: usize,
+    refused: usize,
+}
+
+/// Keep-alive requests back to back on `addr` until the gateway is gone.
+async fn keep_loading(addr: String) -> LoadTally {
+    let mut tally = LoadTally::default();
+    loop {
+        let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await else {
+            return tally; // the listener is closed: no more connections
+        };
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await
+        else {
+            tally.refused += 1;
+            continue;
+        };
+        tokio::spawn(conn);
+        let mut served = false;
+        loop {
+            if sender.ready().await.is_err() {
+                break; // closed by the gateway between two requests
+            }
+            let req = http::Request::get("/status/200")
+                .header("host", "load.test")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .expect("request");
+            match sender.send_request(req).await {
+                Ok(resp) => {
+                    let close = resp
+                        .headers()
+                        .get("connection")
+                        .is_some_and(|v| v == "close");
+                    let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+                    if body.is_err() {
+                        tally.dropped += 1;
+                        break;
+                    }
+                    tally.answered += 1;
+                    served = true;
+                    if close {
+                        break;
+                    }
+                }
+                // Not sent at all: the connection had closed first.
+                Err(e) if e.is_canceled() => break,
+                Err(_) if served => {
+                    tally.dropped += 1;
+                    break;
+                }
+                Err(_) => {
+                    tally.refused += 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Proof of a graceful shutdown under load: keep-alive clients hammer the gateway, SIGTERM
+/// arrives, and no request the gateway took is lost (busy connections get `Connection: close`
+/// on their last answer instead of a close racing their next request).
+#[test]
+fn shutdown_under_load_drops_no_request() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = rt.block_on(crate::support::Upstream::start());
+    let f = write(&format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://{}\n  routes: [{{paths: [/], strip_path: false}}]\n",
+        up.addr()
+    ));
+    let gw = Running::start(f.path());
+    let tallies = rt.block_on(async {
+        let clients: Vec<_> = (0..16)
+            .map(|_| tokio::spawn(keep_loading(gw.addr.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        gw.signal("-TERM");
+        let mut tallies = Vec::new();
+        for c in clients {
+            tallies.push(
+                tokio::time::timeout(Duration::from_secs(15), c)
+                    .await
+                    .expect("clients end once the gateway is gone")
+                    .expect("client task"),
+            );
+        }
+        tallies
+    });
+    let total = tallies.iter().fold(LoadTally::default(), |a, t| LoadTally {
+        answered: a.answered + t.answered,
+        dropped: a.dropped + t.dropped,
+        refused: a.refused + t.refused,
+    });
+    assert_eq!(
+        total.dropped, 0,
+        "requests lost on served connections: {total:?}"
+    );
+    assert!(
+        total.answered > 500,
+        "the gateway was under load: {total:?}"
+    );
+    gw.assert_exits_cleanly();
+}
+
 #[test]
 fn sighup_reloads_a_valid_file_and_keeps_serving_on_an_invalid_one() {
     let route = |path: &str| {
