@@ -311,8 +311,13 @@ fn a_second_gateway_cannot_share_the_port() {
     first.shutdown();
 }
 
-#[test]
-fn sigterm_lets_requests_in_flight_finish() {
+/// A runtime, an upstream, and a node whose one route sends everything to it.
+fn proxying_node() -> (
+    tokio::runtime::Runtime,
+    crate::support::Upstream,
+    tempfile::NamedTempFile,
+    Running,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -320,10 +325,16 @@ fn sigterm_lets_requests_in_flight_finish() {
         .unwrap();
     let up = rt.block_on(crate::support::Upstream::start());
     let f = write(&format!(
-        "_format_version: \"3.0\"\nservices:\n- name: slow\n  url: http://{}\n  routes: [{{paths: [/], strip_path: false}}]\n",
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://{}\n  routes: [{{paths: [/], strip_path: false}}]\n",
         up.addr()
     ));
     let gw = Running::start(f.path());
+    (rt, up, f, gw)
+}
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    let (rt, _up, _file, gw) = proxying_node();
     let results = rt.block_on(async {
         let c = crate::support::client();
         let requests: Vec<_> = (0..10)
@@ -419,17 +430,7 @@ async fn keep_loading(addr: String) -> LoadTally {
 /// on their last answer instead of a close racing their next request).
 #[test]
 fn shutdown_under_load_drops_no_request() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let up = rt.block_on(crate::support::Upstream::start());
-    let f = write(&format!(
-        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://{}\n  routes: [{{paths: [/], strip_path: false}}]\n",
-        up.addr()
-    ));
-    let gw = Running::start(f.path());
+    let (rt, _up, _file, gw) = proxying_node();
     let tallies = rt.block_on(async {
         let clients: Vec<_> = (0..16)
             .map(|_| tokio::spawn(keep_loading(gw.addr.clone())))
