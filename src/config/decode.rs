@@ -86,6 +86,9 @@ pub fn decode(mut src: SourceDoc) -> (ConfigDoc, Vec<ConfigError>) {
     vault::resolve_references(&mut value, &mut String::new(), &mut |p, m| {
         vault_errors.push((p.to_string(), m))
     });
+    super::files::inline_pem_files(&mut value, &src.locator.name, &mut |p, m| {
+        vault_errors.push((p, m))
+    });
     src.value = value;
     let mut d = Decoder {
         src: &src,

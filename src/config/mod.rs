@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod ids;
 pub mod model;
 pub mod source;

@@ -331,6 +331,45 @@ async fn tls_listener_without_certificates_refuses_until_a_reload_adds_one() {
     assert_eq!(get(stream, &gw.tls_url("a.test", "/any")).await.0, 200);
 }
 
+#[tokio::test]
+async fn certificates_by_file_reference_are_read_again_on_reload() {
+    let up = Upstream::start().await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write_pair = |leaf: &Leaf| {
+        std::fs::write(dir.path().join("site.crt"), &leaf.cert).expect("cert");
+        std::fs::write(dir.path().join("site.key"), &leaf.key).expect("key");
+    };
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://{}\n  routes:\n  - paths: [/any]\ncertificates:\n- cert_file: {}\n  key_file: {}\n  snis: [a.test]\n",
+        up.addr(),
+        q(&dir.path().join("site.crt").display().to_string()),
+        q(&dir.path().join("site.key").display().to_string()),
+    );
+    let first = pki.leaf(&["a.test"]);
+    write_pair(&first);
+    let gw = TestGateway::start_tls(&yaml);
+    let addr = gw.tls_addr.expect("tls");
+    let stream = connect(addr, &default_client(&pki), "a.test")
+        .await
+        .expect("first");
+    assert_eq!(leaf_of(&stream), first.der);
+    // Renewed on disk: a reload serves the new pair.
+    let renewed = pki.leaf(&["a.test"]);
+    write_pair(&renewed);
+    gw.swap(&yaml);
+    let stream = connect(addr, &default_client(&pki), "a.test")
+        .await
+        .expect("renewed");
+    assert_eq!(leaf_of(&stream), renewed.der);
+    assert_eq!(get(stream, &gw.tls_url("a.test", "/any")).await.0, 200);
+    // A missing file is a configuration error at its field.
+    let errs = errors(&yaml.replace("site.key", "gone.key"));
+    let e = find(&errs, "certificates[0].key_file");
+    assert!(e.message.contains("gone.key"), "{e}");
+    assert!(e.line.is_some(), "{e}");
+}
+
 fn errors(yaml: &str) -> Vec<gatehouse::config::ConfigError> {
     match gatehouse::snapshot::load_str("kong.yml", yaml) {
         Err(e) => e.0,
