@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::PluginInstance;
+use super::{Configured, Protocol};
 
 /// The scope a plugin instance was configured at (indices into the snapshot's entity lists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -20,14 +20,19 @@ pub struct PluginScopeKey {
 
 /// An ordered, immutable list of plugin instances (shared between routes when identical).
 #[derive(Clone, Default)]
-pub struct Chain(pub Arc<[Arc<PluginInstance>]>);
+pub struct Chain(pub Arc<[Arc<Configured>]>);
 
 impl Chain {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &PluginInstance> {
+    /// Every instance of the chain, whatever the protocols it runs on.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Configured> {
         self.0.iter().map(|p| &**p)
+    }
+    /// The instances that run on a request by `protocol` (plugins' `protocols`).
+    pub fn iter_for(&self, protocol: Protocol) -> impl DoubleEndedIterator<Item = &Configured> {
+        self.iter().filter(move |p| p.protocols.contains(protocol))
     }
     pub fn names(&self) -> Vec<&'static str> {
         self.iter().map(|p| p.name()).collect()
@@ -71,12 +76,12 @@ fn rank(
 
 /// The chain for a request on (`route`, `service`, `consumer`) among every enabled instance.
 pub fn resolve_chain(
-    instances: &[(PluginScopeKey, Arc<PluginInstance>)],
+    instances: &[(PluginScopeKey, Arc<Configured>)],
     route: Option<usize>,
     service: Option<usize>,
     consumer: Option<usize>,
 ) -> Chain {
-    let mut best: Vec<(u8, &Arc<PluginInstance>)> = Vec::new();
+    let mut best: Vec<(u8, &Arc<Configured>)> = Vec::new();
     for (scope, inst) in instances {
         let Some(r) = rank(scope, route, service, consumer) else {
             continue;
@@ -87,7 +92,7 @@ pub fn resolve_chain(
             None => best.push((r, inst)),
         }
     }
-    let mut list: Vec<Arc<PluginInstance>> = best.into_iter().map(|(_, i)| i.clone()).collect();
+    let mut list: Vec<Arc<Configured>> = best.into_iter().map(|(_, i)| i.clone()).collect();
     list.sort_by(|a, b| b.priority().cmp(&a.priority()).then(a.name().cmp(b.name())));
     Chain(list.into())
 }
@@ -98,7 +103,7 @@ pub fn resolve_chain(
 /// the chains it resolved. Bounded: a full cache is emptied and refilled by the pairs in use.
 pub fn consumer_chain(
     snapshot_id: u64,
-    instances: &[(PluginScopeKey, Arc<PluginInstance>)],
+    instances: &[(PluginScopeKey, Arc<Configured>)],
     route: usize,
     service: Option<usize>,
     consumer: usize,
@@ -129,20 +134,25 @@ pub fn consumer_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::PluginInstance;
     use serde_json::json;
 
-    fn inst(name: &str, config: serde_json::Value) -> Arc<PluginInstance> {
+    fn inst(name: &str, config: serde_json::Value) -> Arc<Configured> {
         let consumers = Arc::new(crate::consumers::Consumers::default());
         let ctx = crate::plugins::BuildContext {
             consumers: &consumers,
         };
-        Arc::new(PluginInstance::build(name, &config, &ctx).unwrap_or_else(|e| panic!("{e:?}")))
+        Arc::new(Configured {
+            instance: PluginInstance::build(name, &config, &ctx)
+                .unwrap_or_else(|e| panic!("{e:?}")),
+            protocols: crate::plugins::Protocols::ALL,
+        })
     }
 
     fn status_of(chain: &Chain) -> Vec<u16> {
         chain
             .iter()
-            .filter_map(|p| match p {
+            .filter_map(|p| match &p.instance {
                 PluginInstance::RequestTermination(t) => Some(t.status_code()),
                 _ => None,
             })

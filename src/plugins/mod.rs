@@ -26,6 +26,7 @@ pub mod http_call;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
+pub mod protocols;
 pub mod query;
 pub mod request_termination;
 pub mod request_transformer;
@@ -44,6 +45,7 @@ use crate::consumers::Consumers;
 use crate::proxy::body::ProxyBody;
 
 pub use chain::{Chain, PluginScopeKey, consumer_chain, resolve_chain};
+pub use protocols::{Configured, Protocol, Protocols};
 
 /// Per-request state shared by the phases of every plugin in the chain.
 pub struct RequestCtx {
@@ -61,6 +63,8 @@ pub struct RequestCtx {
     /// Whether the TCP peer is a trusted proxy (`--trusted-ips`), whose forwarding headers may
     /// be believed.
     pub peer_trusted: bool,
+    /// The protocol the request came by (plugins run only on the protocols they name).
+    pub protocol: Protocol,
     /// The normalised request path (what routing matched; the upstream path derives from it),
     /// once the request is routed. Plugins that pass the path on use this, never the raw one.
     pub path: Option<http::HeaderValue>,
@@ -99,6 +103,7 @@ impl RequestCtx {
             connection_id,
             connection_requests,
             peer_trusted: false,
+            protocol: Protocol::Http,
             path: None,
             route: None,
             service: None,

@@ -31,7 +31,7 @@ use super::pool::{self, H1Pooled, PoolSettings, PooledConn};
 use super::upgrade::{self, Handshake};
 use super::{grpc, h2_client, upstream_tls};
 use crate::health::Outcome;
-use crate::plugins::{Chain, Flow, RequestCtx, consumer_chain};
+use crate::plugins::{Chain, Flow, Protocol, RequestCtx, consumer_chain};
 use crate::router::{RequestView, RouteMatch};
 use crate::snapshot::{ServiceRt, ServiceTarget, Snapshot, TargetAddr};
 
@@ -130,6 +130,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
         seq,
     );
     ctx.peer_trusted = peer_trusted;
+    ctx.protocol = Protocol::of(conn.tls, false);
 
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); two could route by one and reach the
     // upstream with the other.
@@ -202,6 +203,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
     };
     let route = &snap.routes[route_idx];
     ctx.route = Some(route_idx);
+    ctx.protocol = Protocol::of(conn.tls, route.grpc);
     ctx.service = route.service;
     ctx.path = fwd_path.clone();
 
@@ -330,7 +332,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: &ConnState) -> Response<Pr
             path: fwd_path,
         },
     );
-    for plugin in chain.iter() {
+    for plugin in chain.iter_for(ctx.protocol) {
         plugin.on_upstream_request(&mut ctx, &mut parts);
     }
 
@@ -464,6 +466,10 @@ async fn run_request_phase(
         let Some(plugin) = chain.0.get(next) else {
             return Ok(for_consumer);
         };
+        if !plugin.protocols.contains(ctx.protocol) {
+            next += 1;
+            continue;
+        }
         let consumer_before = ctx.consumer;
         if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
             return Err((chain.clone(), *resp));
@@ -543,7 +549,7 @@ async fn respond_unrouted(
 ) -> Response<ProxyBody> {
     // Malformed requests are answered at once; global plugins see only well-formed ones.
     if matches!(error, ProxyError::NoRoute | ProxyError::MethodNotAllowed(_)) {
-        for plugin in chain.iter() {
+        for plugin in chain.iter_for(ctx.protocol) {
             if let Flow::Respond(resp) = plugin.on_request(ctx, parts).await {
                 return finish(chain, ctx, *resp);
             }
@@ -558,10 +564,10 @@ fn finish(chain: &Chain, ctx: &mut RequestCtx, resp: Response<ProxyBody>) -> Res
         return resp;
     }
     let (mut head, body) = resp.into_parts();
-    for plugin in chain.iter().rev() {
+    for plugin in chain.iter_for(ctx.protocol).rev() {
         plugin.on_response(ctx, &mut head);
     }
-    for plugin in chain.iter() {
+    for plugin in chain.iter_for(ctx.protocol) {
         plugin.on_log(ctx, head.status);
     }
     Response::from_parts(head, body)

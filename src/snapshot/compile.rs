@@ -18,7 +18,9 @@ use crate::config::{ConfigDoc, ConfigError, Locator};
 use crate::consumers::Consumers;
 use crate::dns::AddressMap;
 use crate::health::{HealthRegistry, Healthchecks};
-use crate::plugins::{BuildContext, PluginInstance, PluginScopeKey, resolve_chain};
+use crate::plugins::{
+    BuildContext, Configured, PluginInstance, PluginScopeKey, Protocols, resolve_chain,
+};
 use crate::proxy::breaker::{Breaker, BreakerSettings};
 use crate::proxy::path::PathHandling;
 use crate::proxy::retry::{RetryBudget, RetryOn};
@@ -189,7 +191,7 @@ pub fn compile_with_addresses(
     };
 
     // Plugins: build every instance (also disabled ones, so their config is validated).
-    let mut instances: Vec<(PluginScopeKey, Arc<PluginInstance>)> = Vec::new();
+    let mut instances: Vec<(PluginScopeKey, Arc<Configured>)> = Vec::new();
     let mut seen_scopes: HashSet<(String, PluginScopeKey)> = HashSet::new();
     for (p, scope) in &doc.plugins {
         for (i, proto) in p.item.protocols.iter().enumerate() {
@@ -230,14 +232,17 @@ pub fn compile_with_addresses(
         let config = p.item.config.clone().unwrap_or(serde_json::Value::Null);
         match PluginInstance::build(&p.item.name, &config, &build_ctx) {
             Ok(inst) => {
-                if p.item.enabled && p.item.protocols.iter().any(|x| x == "http") {
+                if p.item.enabled {
                     instances.push((
                         PluginScopeKey {
                             route: scope.route,
                             service: scope.service,
                             consumer: scope.consumer,
                         },
-                        Arc::new(inst),
+                        Arc::new(Configured {
+                            instance: inst,
+                            protocols: Protocols::from_names(&p.item.protocols),
+                        }),
                     ));
                 }
             }
@@ -433,7 +438,7 @@ fn compile_route(
     path: &str,
     r: &Route,
     service: Option<usize>,
-    instances: &[(PluginScopeKey, Arc<PluginInstance>)],
+    instances: &[(PluginScopeKey, Arc<Configured>)],
     index: usize,
 ) -> RouteRt {
     for (i, p) in r.protocols.iter().enumerate() {
@@ -484,7 +489,7 @@ fn compile_route(
     let chain = resolve_chain(instances, Some(index), service, None);
     // Consumer-scoped plugins join the chain only once the consumer is known, after the body
     // would have been read: any that may apply here counts.
-    let needs_request_body = chain.iter().any(PluginInstance::needs_request_body)
+    let needs_request_body = chain.iter().any(|p| p.needs_request_body())
         || instances.iter().any(|(scope, inst)| {
             scope.consumer.is_some()
                 && scope.route.is_none_or(|r| r == index)

@@ -17,7 +17,7 @@ use crate::balancer::Balancer;
 use crate::config::ConfigDoc;
 use crate::consumers::Consumers;
 use crate::health::{HealthRegistry, UpstreamHealth};
-use crate::plugins::{Chain, PluginInstance, PluginScopeKey};
+use crate::plugins::{Chain, Configured, PluginScopeKey};
 use crate::proxy::breaker::Breaker;
 use crate::proxy::path::PathHandling;
 use crate::proxy::retry::{RetryBudget, RetryOn};
@@ -82,7 +82,7 @@ pub struct Snapshot {
     pub global_chain: Chain,
     /// Every enabled plugin instance with its scope, for chains that depend on the consumer
     /// (resolved when a request's consumer has plugins of its own).
-    pub plugins: Vec<(PluginScopeKey, Arc<PluginInstance>)>,
+    pub plugins: Vec<(PluginScopeKey, Arc<Configured>)>,
     pub consumers: Arc<Consumers>,
     /// Certificates of the TLS listener, by SNI.
     pub certificates: Arc<crate::tls::CertStore>,

@@ -115,6 +115,16 @@ pub(crate) struct Running {
     logs: std::sync::mpsc::Receiver<String>,
 }
 
+/// A node left running by a test that ended early (or never stopped it) is killed.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Running {
     pub(crate) fn start(config: &std::path::Path) -> Running {
         Self::start_with_env(config, &[])

@@ -370,6 +370,35 @@ async fn certificates_by_file_reference_are_read_again_on_reload() {
     assert!(e.line.is_some(), "{e}");
 }
 
+#[tokio::test]
+async fn plugins_run_only_on_the_protocols_they_name() {
+    let up = Upstream::start().await;
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["a.test"]);
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://{}\n  routes:\n  - paths: [/any]\n    plugins:\n    - name: request-termination\n      protocols: [https]\n      config: {{status_code: 418, message: tls only}}\n    - name: correlation-id\n      protocols: [http]\n      config: {{header_name: X-Plain-Id, echo_downstream: true}}\ncertificates:\n- cert: {}\n  key: {}\n",
+        up.addr(),
+        q(&leaf.cert),
+        q(&leaf.key)
+    );
+    let gw = TestGateway::start_tls(&yaml);
+    // Plain HTTP: the https-only termination does not run, the http-only plugin does.
+    let plain = gw.get("/any", &[]).await;
+    assert_eq!(plain.status, 200);
+    assert!(
+        !plain.header("x-plain-id").is_empty(),
+        "{:?}",
+        plain.headers
+    );
+    // Over TLS: the other way round.
+    let stream = connect(gw.tls_addr.expect("tls"), &default_client(&pki), "a.test")
+        .await
+        .expect("tls");
+    let (status, body) = get(stream, &gw.tls_url("a.test", "/any")).await;
+    assert_eq!(status, 418);
+    assert_eq!(body["message"], "tls only");
+}
+
 fn errors(yaml: &str) -> Vec<gatehouse::config::ConfigError> {
     match gatehouse::snapshot::load_str("kong.yml", yaml) {
         Err(e) => e.0,
