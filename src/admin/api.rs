@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Value, json};
 
+use super::form;
 use super::paging::{ListQuery, form_urlencoded_pairs};
 use super::views::{Kind, id_of, refers_to};
 use super::{Control, ReplaceError};
@@ -97,6 +98,9 @@ impl Admin {
             ["upstreams", upstream, "health"] if get => upstream_health(&snap, upstream, req),
             [endpoint] => match Kind::by_endpoint(endpoint) {
                 Some(kind) if get => list(req, kind.list(&snap)),
+                Some(kind) if req.method == Method::POST && self.control.store().is_some() => {
+                    self.create(&snap, kind, None, req)
+                }
                 Some(kind) if req.method == Method::POST => self.read_only(kind, "create"),
                 Some(_) => method_not_allowed(),
                 None => not_found(),
@@ -141,6 +145,9 @@ impl Admin {
                             .filter(|e| refers_to(e, field, owner_id))
                             .collect(),
                     ),
+                    m if *m == Method::POST && self.control.store().is_some() => {
+                        self.create(&snap, children, Some((field, owner_id)), req)
+                    }
                     m if *m == Method::POST => self.read_only(children, "create"),
                     _ => method_not_allowed(),
                 }
@@ -178,8 +185,71 @@ impl Admin {
         }
     }
 
-    /// A write to an entity endpoint: Kong's DB-less refusal, or, with a database, not yet
-    /// available (the whole configuration is written with `POST /config`).
+    /// `POST` of one entity (database mode): the configuration serving now plus the entity,
+    /// validated and stored as a whole like `POST /config`, then the entity as Kong shows it.
+    /// `parent` is the reference a nested endpoint implies (`service` of
+    /// `/services/{s}/routes`, say).
+    fn create(
+        &self,
+        snap: &Snapshot,
+        kind: Kind,
+        parent: Option<(&str, &str)>,
+        req: &AdminRequest<'_>,
+    ) -> Reply {
+        let mut entity = match form::body_object(req.content_type, req.body) {
+            Ok(e) => e,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        if let Some((field, id)) = parent {
+            entity.insert(field.into(), json!({ "id": id }));
+        }
+        if kind.collection == "jwt_secrets" {
+            // Kong generates what is not given: the key is what tokens name in `iss`.
+            for field in ["key", "secret"] {
+                if entity.get(field).is_none_or(Value::is_null) {
+                    let generated = uuid::Uuid::new_v4().simple().to_string();
+                    entity.insert(field.into(), json!(generated));
+                }
+            }
+        }
+        let id = match entity.get("id") {
+            Some(Value::String(id)) => id.clone(),
+            Some(_) => return error(StatusCode::BAD_REQUEST, "`id` must be a string"),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        entity.insert("id".into(), json!(id));
+        if entity.get("created_at").is_none_or(Value::is_null) {
+            entity.insert("created_at".into(), json!(now()));
+        }
+        let mut document = export::declarative(&snap.doc);
+        let Some(Value::Array(list)) = document
+            .as_object_mut()
+            .map(|d| d.entry(kind.collection).or_insert_with(|| json!([])))
+        else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot build the configuration",
+            );
+        };
+        let index = list.len();
+        list.push(Value::Object(entity));
+        match self.control.replace(&document.to_string()) {
+            Ok(now_serving) => match kind.find(&now_serving, &id) {
+                Some(created) => json_response(StatusCode::CREATED, &created),
+                None => not_found(),
+            },
+            Err(ReplaceError::Invalid(errors)) => {
+                schema_violation(&errors, &format!("{}[{index}]", kind.collection))
+            }
+            Err(ReplaceError::Conflict(message)) => error(StatusCode::CONFLICT, &message),
+            Err(ReplaceError::Unavailable(message)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, &message)
+            }
+        }
+    }
+
+    /// An update or delete of an entity: Kong's DB-less refusal, or, with a database, not yet
+    /// available (`POST` creates; `POST /config` writes the whole configuration).
     fn read_only(&self, kind: Kind, verb: &str) -> Reply {
         if self.control.store().is_some() {
             return json_response(
@@ -187,7 +257,7 @@ impl Admin {
                 &json!({
                     "name": "not implemented",
                     "message": format!(
-                        "cannot {verb} '{}' entities one by one yet; POST /config replaces the whole configuration",
+                        "cannot {verb} '{}' entities one by one yet; POST creates them, POST /config replaces the whole configuration",
                         kind.collection
                     ),
                 }),
@@ -456,6 +526,49 @@ fn invalid_config(errors: &ConfigErrors) -> Reply {
             "fields": fields,
         }),
     )
+}
+
+/// Kong's answer to an invalid entity: `400` schema violation with `fields` (paths relative
+/// to the entity at `at`), or `409` when a unique field is taken.
+fn schema_violation(errors: &ConfigErrors, at: &str) -> Reply {
+    let prefix = format!("{at}.");
+    let mut fields = serde_json::Map::new();
+    let mut unique = false;
+    for e in &errors.0 {
+        let field = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
+        unique |= e.message.starts_with("duplicate ");
+        fields.insert(field.to_string(), json!(e.message));
+    }
+    let summary: Vec<String> = fields
+        .iter()
+        .map(|(f, m)| format!("{f}: {}", m.as_str().unwrap_or_default()))
+        .collect();
+    if unique {
+        return json_response(
+            StatusCode::CONFLICT,
+            &json!({
+                "code": 5,
+                "name": "unique constraint violation",
+                "message": format!("UNIQUE violation detected ({})", summary.join(", ")),
+                "fields": fields,
+            }),
+        );
+    }
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "code": 2,
+            "name": "schema violation",
+            "message": format!("schema violation ({})", summary.join(", ")),
+            "fields": fields,
+        }),
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn found(entity: Option<Value>) -> Reply {

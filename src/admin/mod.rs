@@ -7,6 +7,7 @@
 //! - [`server`]: the listener and its thread.
 
 pub mod api;
+pub mod form;
 pub mod paging;
 pub mod server;
 pub mod views;

@@ -1,0 +1,171 @@
+//! Admin API request bodies: JSON, or form-encoded with Kong's keys (`paths[]=/a`,
+//! `config.allow[]=10.0.0.0/8`, `config.minute=5`, `service.id=…`), into one JSON object.
+//!
+//! Form values are strings; Kong converts them by its schemas. Here the fields known to be
+//! numbers or booleans are converted, and so is any plugin `config.*` value that reads as one.
+
+use serde_json::{Map, Number, Value};
+
+use crate::plugins::query;
+
+/// Entity fields that hold numbers or booleans (form values for them are converted).
+const TYPED_FIELDS: &[&str] = &[
+    "port",
+    "retries",
+    "connect_timeout",
+    "write_timeout",
+    "read_timeout",
+    "enabled",
+    "regex_priority",
+    "strip_path",
+    "preserve_host",
+    "https_redirect_status_code",
+    "request_buffering",
+    "response_buffering",
+    "weight",
+    "slots",
+    "tls_verify",
+    "tls_verify_depth",
+];
+
+/// The body as a JSON object: `content_type` decides between JSON and form encoding.
+pub fn body_object(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, String> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if media == "application/json" {
+        return match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err("the body must be a JSON object".into()),
+            Err(e) => Err(format!("cannot parse JSON body: {e}")),
+        };
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())?;
+    let mut out = Map::new();
+    for (key, value) in query::pairs(text) {
+        let key = query::decode(key);
+        let value = query::decode(value).into_owned();
+        insert(&mut out, &key, value)?;
+    }
+    Ok(out)
+}
+
+/// Put `value` at Kong's form `key` (`a`, `a.b`, `a[]`, `a[2]`, `a.b[]`).
+fn insert(out: &mut Map<String, Value>, key: &str, value: String) -> Result<(), String> {
+    let (path, array) = match key.find('[') {
+        Some(i) if key.ends_with(']') => (&key[..i], Some(&key[i + 1..key.len() - 1])),
+        _ => (key, None),
+    };
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(format!("invalid form key `{key}`"));
+    }
+    let typed = typed(path, &value);
+    let mut node = out;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            match array {
+                None => {
+                    node.insert(part.to_string(), typed);
+                }
+                Some(index) => {
+                    let slot = node
+                        .entry(part.to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    let Value::Array(list) = slot else {
+                        return Err(format!("`{path}` is given both as a value and a list"));
+                    };
+                    match index.parse::<usize>() {
+                        // Kong's 1-based `a[1]=`; a gap is filled up to the index.
+                        Ok(i) if i >= 1 => {
+                            if list.len() < i {
+                                list.resize(i, Value::Null);
+                            }
+                            list[i - 1] = typed;
+                        }
+                        _ if index.is_empty() => list.push(typed),
+                        _ => return Err(format!("invalid list index in `{key}`")),
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let next = node
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(map) = next else {
+            return Err(format!("`{part}` is given both as a value and an object"));
+        };
+        node = map;
+    }
+    Ok(())
+}
+
+/// A form value as JSON: a number or boolean where the field is one, a string otherwise.
+fn typed(path: &str, value: &str) -> Value {
+    let plugin_config = path.starts_with("config.");
+    if !plugin_config && !TYPED_FIELDS.contains(&path) {
+        return Value::String(value.to_string());
+    }
+    match value {
+        "true" => return Value::Bool(true),
+        "false" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return Value::Number(n.into());
+    }
+    if plugin_config && let Some(n) = value.parse::<f64>().ok().and_then(Number::from_f64) {
+        return Value::Number(n);
+    }
+    Value::String(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn form(text: &str) -> Value {
+        Value::Object(
+            body_object("application/x-www-form-urlencoded", text.as_bytes()).expect("form"),
+        )
+    }
+
+    #[test]
+    fn kong_form_keys() {
+        assert_eq!(
+            form("name=user-route&paths[]=%2Fapi%2Fusers&paths[]=/v2&strip_path=false"),
+            json!({"name": "user-route", "paths": ["/api/users", "/v2"], "strip_path": false})
+        );
+        assert_eq!(
+            form(
+                "name=ip-restriction&config.allow[]=10.0.0.0%2F8&config.allow[]=172.16.0.0/12&config.minute=5"
+            ),
+            json!({"name": "ip-restriction", "config": {"allow": ["10.0.0.0/8", "172.16.0.0/12"], "minute": 5}})
+        );
+        assert_eq!(
+            form("username=123&port=8080&service.id=abc&methods[2]=POST&methods[1]=GET"),
+            json!({"username": "123", "port": 8080, "service": {"id": "abc"}, "methods": ["GET", "POST"]})
+        );
+        assert_eq!(form(""), json!({}));
+    }
+
+    #[test]
+    fn bad_bodies_are_refused() {
+        for bad in ["a=1&a[]=2", "a=1&a.b=2", "=x", "a..b=1", "a[x]=1"] {
+            assert!(
+                body_object("application/x-www-form-urlencoded", bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(body_object("application/json", b"[1]").is_err());
+        assert!(body_object("application/json", b"{").is_err());
+    }
+}
