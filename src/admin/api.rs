@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::form;
 use super::paging::{ListQuery, form_urlencoded_pairs};
-use super::views::{Kind, id_of, refers_to};
+use super::views::{self, Kind, id_of, refers_to};
 use super::{Control, ReplaceError};
 use crate::config::{ConfigErrors, export};
 use crate::plugins::{KNOWN_PLUGINS, PLUGIN_PRIORITIES};
@@ -107,6 +107,10 @@ impl Admin {
             },
             [endpoint, key] => match Kind::by_endpoint(endpoint) {
                 Some(kind) if get => found(kind.find(&snap, key)),
+                Some(kind) if self.writable(req.method) => match kind.find(&snap, key) {
+                    Some(entity) => self.change(&snap, kind, &entity, req),
+                    None => not_found(),
+                },
                 Some(kind) if is_write(req.method) => self.read_only(kind, write_verb(req.method)),
                 Some(_) => method_not_allowed(),
                 None => not_found(),
@@ -174,6 +178,7 @@ impl Admin {
                     });
                 match child {
                     Some(c) if get => ok(c),
+                    Some(c) if self.writable(req.method) => self.change(&snap, children, &c, req),
                     Some(_) if is_write(req.method) => {
                         self.read_only(children, write_verb(req.method))
                     }
@@ -248,8 +253,111 @@ impl Admin {
         }
     }
 
-    /// An update or delete of an entity: Kong's DB-less refusal, or, with a database, not yet
-    /// available (`POST` creates; `POST /config` writes the whole configuration).
+    /// Whether `method` changes single entities here (`PATCH` and `DELETE`, database mode).
+    fn writable(&self, method: &Method) -> bool {
+        self.control.store().is_some() && (*method == Method::PATCH || *method == Method::DELETE)
+    }
+
+    /// `PATCH` (fields merged in; a plugin's `config` merged key by key) or `DELETE` (with
+    /// Kong's cascade: a consumer's credentials and plugins, a route's or service's plugins, an
+    /// upstream's targets, a certificate's SNIs; a service that routes still use is refused)
+    /// of `entity`, stored and served like `POST`.
+    fn change(&self, snap: &Snapshot, kind: Kind, entity: &Value, req: &AdminRequest<'_>) -> Reply {
+        let id = id_of(entity).unwrap_or_default().to_string();
+        let mut document = export::declarative(&snap.doc);
+        let deleting = *req.method == Method::DELETE;
+        let index;
+        if deleting {
+            let referenced_by = |collection: &str, field: &str| {
+                document
+                    .get(collection)
+                    .and_then(Value::as_array)
+                    .is_some_and(|l| l.iter().any(|e| refers_to(e, field, &id)))
+            };
+            if kind.collection == "services" && referenced_by("routes", "service") {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({
+                        "code": 3,
+                        "name": "foreign key violation",
+                        "message": "an existing 'routes' entity references this 'services' entity",
+                    }),
+                );
+            }
+            let field = kind.collection.trim_end_matches('s');
+            for (collection, reference) in cascade(kind.collection, field) {
+                if let Some(Value::Array(list)) = document.get_mut(collection) {
+                    list.retain(|e| !refers_to(e, reference, &id));
+                }
+            }
+            let Some(Value::Array(list)) = document.get_mut(kind.collection) else {
+                return not_found();
+            };
+            list.retain(|e| id_of(e) != Some(id.as_str()));
+            index = 0;
+        } else {
+            let patch = match form::body_object(req.content_type, req.body) {
+                Ok(p) => p,
+                Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+            };
+            if patch
+                .get("id")
+                .is_some_and(|v| v.as_str() != Some(id.as_str()))
+            {
+                return error(StatusCode::BAD_REQUEST, "`id` cannot be changed");
+            }
+            let Some(Value::Array(list)) = document.get_mut(kind.collection) else {
+                return not_found();
+            };
+            let Some(i) = list.iter().position(|e| id_of(e) == Some(id.as_str())) else {
+                return not_found();
+            };
+            index = i;
+            if let Value::Object(stored) = &mut list[i] {
+                if kind.collection == "services" {
+                    if patch.contains_key("url") {
+                        // A new URL replaces every part of the old one.
+                        for part in URL_PARTS {
+                            stored.remove(*part);
+                        }
+                    } else if patch.keys().any(|k| URL_PARTS.contains(&k.as_str())) {
+                        // The shorthand and its parts cannot both be given: spell it out.
+                        views::expand_url(stored);
+                    }
+                }
+                for (k, v) in patch {
+                    match (stored.get_mut(&k), v) {
+                        (Some(Value::Object(old)), Value::Object(new)) if k == "config" => {
+                            old.extend(new);
+                        }
+                        (_, v) => {
+                            stored.insert(k, v);
+                        }
+                    }
+                }
+                stored.insert("updated_at".into(), json!(now()));
+            }
+        }
+        match self.control.replace(&document.to_string()) {
+            Ok(now_serving) if deleting => {
+                let _ = now_serving;
+                let mut resp = Response::new(Full::new(Bytes::new()));
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                resp
+            }
+            Ok(now_serving) => found(kind.find(&now_serving, &id)),
+            Err(ReplaceError::Invalid(errors)) => {
+                schema_violation(&errors, &format!("{}[{index}]", kind.collection))
+            }
+            Err(ReplaceError::Conflict(message)) => error(StatusCode::CONFLICT, &message),
+            Err(ReplaceError::Unavailable(message)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, &message)
+            }
+        }
+    }
+
+    /// A write the node does not take: Kong's DB-less refusal, or, with a database, `PUT`
+    /// (not yet available).
     fn read_only(&self, kind: Kind, verb: &str) -> Reply {
         if self.control.store().is_some() {
             return json_response(
@@ -257,7 +365,7 @@ impl Admin {
                 &json!({
                     "name": "not implemented",
                     "message": format!(
-                        "cannot {verb} '{}' entities one by one yet; POST creates them, POST /config replaces the whole configuration",
+                        "cannot {verb} '{}' entities with PUT yet; use POST to create and PATCH to update",
                         kind.collection
                     ),
                 }),
@@ -526,6 +634,28 @@ fn invalid_config(errors: &ConfigErrors) -> Reply {
             "fields": fields,
         }),
     )
+}
+
+/// The parts of a service's `url` shorthand.
+const URL_PARTS: &[&str] = &["url", "protocol", "host", "port", "path"];
+
+/// What goes with a deleted entity of `collection` (as Kong cascades): `(collection, the
+/// reference to the deleted entity)`. `field` is the singular of `collection`.
+fn cascade<'a>(collection: &str, field: &'a str) -> Vec<(&'static str, &'a str)> {
+    match collection {
+        "consumers" => vec![
+            ("keyauth_credentials", field),
+            ("jwt_secrets", field),
+            ("basicauth_credentials", field),
+            ("hmacauth_credentials", field),
+            ("acls", field),
+            ("plugins", field),
+        ],
+        "routes" | "services" => vec![("plugins", field)],
+        "upstreams" => vec![("targets", field)],
+        "certificates" => vec![("snis", field)],
+        _ => Vec::new(),
+    }
 }
 
 /// Kong's answer to an invalid entity: `400` schema violation with `fields` (paths relative

@@ -151,7 +151,7 @@ fn present(collection: &str, value: Value, loaded_at: i64) -> Value {
 }
 
 /// A service's `url` shorthand as Kong stores it: `protocol`, `host`, `port`, `path`.
-fn expand_url(v: &mut Map<String, Value>) {
+pub(super) fn expand_url(v: &mut Map<String, Value>) {
     if let Some(Value::String(url)) = v.remove("url")
         && let Ok(uri) = url.parse::<http::Uri>()
     {

@@ -113,13 +113,13 @@ fn sqlite_keeps_the_configuration_across_restarts_and_imports() {
         let resp = post_config(&node, &document(&up, "first")).await;
         assert_eq!(resp.status(), 201);
         assert_eq!(status(&node, "/first").await, 200);
-        // Updates and deletes of single entities are not there yet, and say so.
+        // PUT (upsert) of single entities is not there yet, and says so.
         let resp = client()
-            .patch(format!("http://{}/services/first", node.admin))
+            .put(format!("http://{}/services/first", node.admin))
             .json(&json!({"retries": 1}))
             .send()
             .await
-            .expect("PATCH /services/first");
+            .expect("PUT /services/first");
         assert_eq!(resp.status(), 501);
     });
     node.signal("-TERM");
@@ -394,4 +394,106 @@ async fn status_of(node: &Running, path: &str, token: Option<&str>) -> u16 {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     req.send().await.map_or(0, |r| r.status().as_u16())
+}
+
+async fn call(node: &Running, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let resp = client()
+        .request(method, format!("http://{}{path}", node.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("admin call");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn single_entities_are_patched_and_deleted_with_kongs_cascade() {
+    let (rt, up, _dir, url) = sqlite_setup();
+    let node = Running::start_database(&url, &[]);
+    rt.block_on(async {
+        let service = format!("name=s1&url=http://{}", up.addr());
+        assert_eq!(call(&node, "POST", "/services", &service).await.0, 201);
+        let route = "name=r1&paths[]=/r1";
+        assert_eq!(
+            call(&node, "POST", "/services/s1/routes", route).await.0,
+            201
+        );
+        assert_eq!(
+            call(&node, "POST", "/routes/r1/plugins", "name=key-auth")
+                .await
+                .0,
+            201
+        );
+        assert_eq!(
+            call(&node, "POST", "/consumers", "username=bob").await.0,
+            201
+        );
+        assert_eq!(
+            call(&node, "POST", "/consumers/bob/key-auth", "key=bob-key")
+                .await
+                .0,
+            201
+        );
+        let with_key = |path: &'static str| {
+            let node = &node;
+            async move {
+                client()
+                    .get(format!("http://{}{path}", node.addr))
+                    .header("apikey", "bob-key")
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16())
+            }
+        };
+        assert_eq!(with_key("/r1").await, 200);
+
+        // PATCH: fields merged, the rest kept.
+        let (status, patched) = call(&node, "PATCH", "/routes/r1", "paths[]=/r2").await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(patched["paths"], json!(["/r2"]));
+        assert_eq!(patched["name"], "r1");
+        assert_eq!(with_key("/r2").await, 200);
+        assert_eq!(with_key("/r1").await, 404);
+        assert_eq!(
+            status_of(&node, "/r2", None).await,
+            401,
+            "the route's plugin stayed"
+        );
+        let closed = crate::support::closed_port();
+        let (status, s) = call(&node, "PATCH", "/services/s1", &format!("port={closed}")).await;
+        assert_eq!((status, s["port"].as_u64()), (200, Some(u64::from(closed))));
+        assert_eq!(with_key("/r2").await, 502);
+        let (status, _) = call(&node, "PATCH", "/services/s1", &service).await;
+        assert_eq!(status, 200);
+        assert_eq!(with_key("/r2").await, 200);
+        let (status, bad) = call(&node, "PATCH", "/routes/r1", "paths[]=nope").await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(bad["name"], "schema violation");
+        assert_eq!(
+            call(&node, "PATCH", "/routes/missing", "name=x").await.0,
+            404
+        );
+
+        // DELETE: a service that routes use is refused; cascades as Kong's.
+        let (status, refused) = call(&node, "DELETE", "/services/s1", "").await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["name"], "foreign key violation");
+        assert_eq!(call(&node, "DELETE", "/consumers/bob", "").await.0, 204);
+        let (_, keys) = call(&node, "GET", "/key-auths", "").await;
+        assert_eq!(keys["data"], json!([]), "the consumer's keys went with it");
+        assert_eq!(call(&node, "DELETE", "/routes/r1", "").await.0, 204);
+        let (_, plugins) = call(&node, "GET", "/plugins", "").await;
+        assert_eq!(
+            plugins["data"],
+            json!([]),
+            "the route's plugin went with it"
+        );
+        assert_eq!(call(&node, "DELETE", "/services/s1", "").await.0, 204);
+        assert!(service_names(&node).await.is_empty());
+        assert_eq!(call(&node, "DELETE", "/services/s1", "").await.0, 404);
+    });
 }
