@@ -105,6 +105,13 @@ struct RunArgs {
     /// docs/admin-api.md before exposing it.
     #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN", default_value = "127.0.0.1:8001", value_parser = parse_listen_or_off)]
     admin_listen: ListenOrOff,
+    /// A token every Admin API request must carry in `Kong-Admin-Token` (none by default).
+    #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// IP addresses or CIDR blocks allowed to use the Admin API, comma-separated (default:
+    /// any address that reaches the listener).
+    #[arg(long, env = "GATEHOUSE_ADMIN_ALLOW", value_delimiter = ',')]
+    admin_allow: Vec<String>,
     /// Seconds allowed for a client to complete the TLS handshake.
     #[arg(long, env = "GATEHOUSE_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     tls_handshake_timeout: u64,
@@ -722,7 +729,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             };
             let server = gatehouse::admin::AdminServer::start(
                 listen,
-                gatehouse::admin::Admin::new(control, node),
+                gatehouse::admin::Admin::new(
+                    control,
+                    node,
+                    gatehouse::admin::Access::new(args.admin_token.clone(), &args.admin_allow)
+                        .map_err(|e| anyhow::anyhow!("--admin-token/--admin-allow: {e}"))?,
+                ),
             )
             .with_context(|| format!("cannot listen on {listen} (admin)"))?;
             Some(server)

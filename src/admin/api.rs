@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Value, json};
 
+use super::access::{Access, Refusal};
 use super::form;
 use super::paging::{ListQuery, form_urlencoded_pairs};
 use super::views::{self, Kind, id_of, refers_to};
@@ -38,22 +39,37 @@ pub struct NodeInfo {
 pub struct Admin {
     control: Arc<dyn Control>,
     node: NodeInfo,
+    access: Access,
 }
 
 type Reply = Response<Full<Bytes>>;
 
 impl Admin {
-    pub fn new(control: Arc<dyn Control>, node: NodeInfo) -> Admin {
-        Admin { control, node }
+    pub fn new(control: Arc<dyn Control>, node: NodeInfo, access: Access) -> Admin {
+        Admin {
+            control,
+            node,
+            access,
+        }
     }
 
-    /// Answer one request. Never fails: every problem is a JSON error response.
-    pub async fn handle<B>(&self, req: Request<B>) -> Reply
+    /// Answer one request from a client at `peer`. Never fails: every problem is a JSON
+    /// error response.
+    pub async fn handle<B>(&self, req: Request<B>, peer: std::net::IpAddr) -> Reply
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (parts, body) = req.into_parts();
+        if !self.access.admits(peer) {
+            return error(StatusCode::FORBIDDEN, "Your IP address is not allowed");
+        }
+        if self.access.check(&parts.headers) == Err(Refusal::Token) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "Invalid credentials. Token or User credentials required",
+            );
+        }
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {

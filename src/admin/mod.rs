@@ -6,6 +6,7 @@
 //! - [`api`]: the endpoints;
 //! - [`server`]: the listener and its thread.
 
+pub mod access;
 pub mod api;
 pub mod form;
 pub mod paging;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use crate::config::ConfigErrors;
 use crate::snapshot::Snapshot;
 
+pub use access::Access;
 pub use api::{Admin, NodeInfo};
 pub use server::AdminServer;
 

@@ -71,7 +71,7 @@ async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
+                let Ok((stream, peer)) = accepted else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
@@ -80,7 +80,7 @@ async fn serve(
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let admin = admin.clone();
-                        async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+                        async move { Ok::<_, std::convert::Infallible>(admin.handle(req, peer.ip()).await) }
                     });
                     if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                         tracing::debug!(error = %e, "admin connection ended with an error");

@@ -363,3 +363,64 @@ fn the_admin_api_listens_on_loopback_by_default_and_can_be_turned_off() {
     gw.signal("-TERM");
     gw.assert_exits_cleanly();
 }
+
+#[test]
+fn an_admin_token_and_an_allow_list_guard_the_api() {
+    let file = write("_format_version: \"3.0\"\n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let get = |gw: &Running, token: Option<&str>| {
+        let mut req = client().get(format!("http://{}/services", gw.admin));
+        if let Some(t) = token {
+            req = req.header("Kong-Admin-Token", t);
+        }
+        rt.block_on(async {
+            let resp = req.send().await.expect("admin");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON"))
+        })
+    };
+    let guarded = Running::start_with_env(
+        file.path(),
+        &[
+            ("GATEHOUSE_ADMIN_TOKEN", "s3cret"),
+            ("GATEHOUSE_ADMIN_ALLOW", "127.0.0.0/8,::1"),
+        ],
+    );
+    let (status, body) = get(&guarded, None);
+    assert_eq!(status, 401);
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Token")),
+        "{body}"
+    );
+    assert_eq!(get(&guarded, Some("wrong")).0, 401);
+    assert_eq!(get(&guarded, Some("s3cret")).0, 200);
+    let fenced = Running::start_with_env(file.path(), &[("GATEHOUSE_ADMIN_ALLOW", "10.0.0.0/8")]);
+    let (status, body) = get(&fenced, None);
+    assert_eq!(status, 403);
+    assert_eq!(body["message"], "Your IP address is not allowed");
+    guarded.signal("-TERM");
+    fenced.signal("-TERM");
+    guarded.assert_exits_cleanly();
+    fenced.assert_exits_cleanly();
+    // A bad allow list stops the node at start with a clear message.
+    let out = std::process::Command::new(crate::cli::BIN)
+        .args(["run", "-c"])
+        .arg(file.path())
+        .env("GATEHOUSE_ADMIN_ALLOW", "not-a-network")
+        .env("GATEHOUSE_PROXY_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_PROXY_TLS_LISTEN", "off")
+        .env("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not-a-network"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
