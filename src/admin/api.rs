@@ -123,6 +123,9 @@ impl Admin {
             },
             [endpoint, key] => match Kind::by_endpoint(endpoint) {
                 Some(kind) if get => found(kind.find(&snap, key)),
+                Some(kind) if req.method == Method::PUT && self.control.store().is_some() => {
+                    self.upsert(&snap, kind, key, None, req)
+                }
                 Some(kind) if self.writable(req.method) => match kind.find(&snap, key) {
                     Some(entity) => self.change(&snap, kind, &entity, req),
                     None => not_found(),
@@ -195,6 +198,9 @@ impl Admin {
                 match child {
                     Some(c) if get => ok(c),
                     Some(c) if self.writable(req.method) => self.change(&snap, children, &c, req),
+                    _ if *req.method == Method::PUT && self.control.store().is_some() => {
+                        self.upsert(&snap, children, child_key, Some((field, owner_id)), req)
+                    }
                     Some(_) if is_write(req.method) => {
                         self.read_only(children, write_verb(req.method))
                     }
@@ -242,21 +248,29 @@ impl Admin {
         if entity.get("created_at").is_none_or(Value::is_null) {
             entity.insert("created_at".into(), json!(now()));
         }
-        let mut document = export::declarative(&snap.doc);
-        let Some(Value::Array(list)) = document
-            .as_object_mut()
-            .map(|d| d.entry(kind.collection).or_insert_with(|| json!([])))
-        else {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot build the configuration",
-            );
-        };
-        let index = list.len();
-        list.push(Value::Object(entity));
+        let (document, index) = with_entity(snap, kind, &id, entity);
+        self.commit(&document, kind, index, &id, StatusCode::CREATED)
+    }
+
+    /// Store and serve `document`, in which entity `id` of `kind` (at `index` of its
+    /// collection) was created or changed; answer `status` with the entity as it is now served
+    /// (`204` without a body for `NO_CONTENT`), or the error.
+    fn commit(
+        &self,
+        document: &Value,
+        kind: Kind,
+        index: usize,
+        id: &str,
+        status: StatusCode,
+    ) -> Reply {
         match self.control.replace(&document.to_string()) {
-            Ok(now_serving) => match kind.find(&now_serving, &id) {
-                Some(created) => json_response(StatusCode::CREATED, &created),
+            Ok(_) if status == StatusCode::NO_CONTENT => {
+                let mut resp = Response::new(Full::new(Bytes::new()));
+                *resp.status_mut() = status;
+                resp
+            }
+            Ok(now_serving) => match kind.find(&now_serving, id) {
+                Some(entity) => json_response(status, &entity),
                 None => not_found(),
             },
             Err(ReplaceError::Invalid(errors)) => {
@@ -267,6 +281,52 @@ impl Admin {
                 error(StatusCode::SERVICE_UNAVAILABLE, &message)
             }
         }
+    }
+
+    /// `PUT`: the entity named by `key` (id or natural key) replaced as a whole by the body, or
+    /// created with that id or name (Kong's upsert). `parent` as for `POST`.
+    fn upsert(
+        &self,
+        snap: &Snapshot,
+        kind: Kind,
+        key: &str,
+        parent: Option<(&str, &str)>,
+        req: &AdminRequest<'_>,
+    ) -> Reply {
+        let mut entity = match form::body_object(req.content_type, req.body) {
+            Ok(e) => e,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let existing = kind.find(snap, key);
+        let by_id = uuid::Uuid::parse_str(key).is_ok();
+        if !by_id && let Some(field) = kind.natural_keys.first() {
+            // Addressed by name: the name stays (Kong's upsert by endpoint key).
+            entity
+                .entry(field.to_string())
+                .or_insert_with(|| json!(key));
+        }
+        let id = match &existing {
+            Some(e) => id_of(e).unwrap_or_default().to_string(),
+            None if by_id => key.to_string(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        if entity
+            .get("id")
+            .is_some_and(|v| v.as_str() != Some(id.as_str()))
+        {
+            return error(StatusCode::BAD_REQUEST, "`id` does not match the URL");
+        }
+        entity.insert("id".into(), json!(id));
+        if let Some((field, parent_id)) = parent {
+            entity.insert(field.into(), json!({ "id": parent_id }));
+        }
+        let created_at = existing
+            .as_ref()
+            .and_then(|e| e.get("created_at").cloned())
+            .unwrap_or_else(|| json!(now()));
+        entity.insert("created_at".into(), created_at);
+        let (document, index) = with_entity(snap, kind, &id, entity);
+        self.commit(&document, kind, index, &id, StatusCode::OK)
     }
 
     /// Whether `method` changes single entities here (`PATCH` and `DELETE`, database mode).
@@ -354,39 +414,16 @@ impl Admin {
                 stored.insert("updated_at".into(), json!(now()));
             }
         }
-        match self.control.replace(&document.to_string()) {
-            Ok(now_serving) if deleting => {
-                let _ = now_serving;
-                let mut resp = Response::new(Full::new(Bytes::new()));
-                *resp.status_mut() = StatusCode::NO_CONTENT;
-                resp
-            }
-            Ok(now_serving) => found(kind.find(&now_serving, &id)),
-            Err(ReplaceError::Invalid(errors)) => {
-                schema_violation(&errors, &format!("{}[{index}]", kind.collection))
-            }
-            Err(ReplaceError::Conflict(message)) => error(StatusCode::CONFLICT, &message),
-            Err(ReplaceError::Unavailable(message)) => {
-                error(StatusCode::SERVICE_UNAVAILABLE, &message)
-            }
-        }
+        let status = if deleting {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        self.commit(&document, kind, index, &id, status)
     }
 
-    /// A write the node does not take: Kong's DB-less refusal, or, with a database, `PUT`
-    /// (not yet available).
+    /// A write without a database: Kong's DB-less refusal.
     fn read_only(&self, kind: Kind, verb: &str) -> Reply {
-        if self.control.store().is_some() {
-            return json_response(
-                StatusCode::NOT_IMPLEMENTED,
-                &json!({
-                    "name": "not implemented",
-                    "message": format!(
-                        "cannot {verb} '{}' entities with PUT yet; use POST to create and PATCH to update",
-                        kind.collection
-                    ),
-                }),
-            );
-        }
         json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({
@@ -650,6 +687,34 @@ fn invalid_config(errors: &ConfigErrors) -> Reply {
             "fields": fields,
         }),
     )
+}
+
+/// The configuration serving now as a declarative document, with `entity` (of `kind`, id
+/// `id`) in place of the stored one, or added at the end; and its index in its collection.
+fn with_entity(
+    snap: &Snapshot,
+    kind: Kind,
+    id: &str,
+    entity: serde_json::Map<String, Value>,
+) -> (Value, usize) {
+    let mut document = export::declarative(&snap.doc);
+    let mut index = 0;
+    if let Value::Object(d) = &mut document {
+        let slot = d.entry(kind.collection).or_insert_with(|| json!([]));
+        if let Value::Array(list) = slot {
+            index = match list.iter().position(|e| id_of(e) == Some(id)) {
+                Some(i) => {
+                    list[i] = Value::Object(entity);
+                    i
+                }
+                None => {
+                    list.push(Value::Object(entity));
+                    list.len() - 1
+                }
+            };
+        }
+    }
+    (document, index)
 }
 
 /// The parts of a service's `url` shorthand.

@@ -113,14 +113,38 @@ fn sqlite_keeps_the_configuration_across_restarts_and_imports() {
         let resp = post_config(&node, &document(&up, "first")).await;
         assert_eq!(resp.status(), 201);
         assert_eq!(status(&node, "/first").await, 200);
-        // PUT (upsert) of single entities is not there yet, and says so.
-        let resp = client()
-            .put(format!("http://{}/services/first", node.admin))
-            .json(&json!({"retries": 1}))
-            .send()
-            .await
-            .expect("PUT /services/first");
-        assert_eq!(resp.status(), 501);
+        // PUT replaces an entity as a whole (Kong's upsert), and creates one by name.
+        let put = |path: String, body: Value| async move {
+            let resp = client().put(path).json(&body).send().await.expect("PUT");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON"))
+        };
+        let target = format!("http://{}", up.addr());
+        let (status, replaced) = put(
+            format!("http://{}/services/first", node.admin),
+            json!({"url": target, "retries": 1}),
+        )
+        .await;
+        assert_eq!(status, 200, "{replaced}");
+        assert_eq!(
+            (replaced["retries"].as_u64(), replaced["name"].as_str()),
+            (Some(1), Some("first"))
+        );
+        let (status, named) = put(
+            format!("http://{}/services/second", node.admin),
+            json!({"url": target}),
+        )
+        .await;
+        assert_eq!((status, named["name"].as_str()), (200, Some("second")));
+        let (status, bad) = put(
+            format!("http://{}/services/second", node.admin),
+            json!({"url": "ftp://x"}),
+        )
+        .await;
+        assert_eq!(
+            (status, bad["name"].as_str()),
+            (400, Some("schema violation"))
+        );
     });
     node.signal("-TERM");
     node.assert_exits_cleanly();
@@ -128,7 +152,7 @@ fn sqlite_keeps_the_configuration_across_restarts_and_imports() {
     // A restart serves what was stored.
     let node = Running::start_database(&url, &[]);
     rt.block_on(async {
-        assert_eq!(service_names(&node).await, ["first"]);
+        assert_eq!(service_names(&node).await, ["first", "second"]);
         assert_eq!(status(&node, "/first").await, 200);
     });
 
