@@ -12,6 +12,19 @@ pub struct PgDatabase {
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 impl PgDatabase {
+    /// Run `sql` on the server's maintenance database (for tests that act on this database
+    /// from outside: refusing connections, say). `{db}` in `sql` is this database's name.
+    pub async fn admin(&self, sql: &str) {
+        let admin = PgPool::connect(PG_ADMIN_URL)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.replace("{db}", &self.name)))
+            .execute(&admin)
+            .await
+            .expect("admin statement");
+        admin.close().await;
+    }
+
     pub async fn create() -> PgDatabase {
         let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPool::connect(PG_ADMIN_URL)

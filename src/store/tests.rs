@@ -106,6 +106,21 @@ async fn postgres() {
         .expect("notified in time")
         .expect("notification");
     assert_eq!(note.channel(), NOTIFY_CHANNEL);
+    // The database refusing connections: not reachable, writes fail; then back again.
+    db.admin(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{db}' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert!(!store.reachable().await);
+    assert!(store.replace(None, &document("down")).await.is_err());
+    db.admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true").await;
+    assert!(store.reachable().await);
+    assert_eq!(
+        store.replace(None, &document("back")).await.expect("write"),
+        3
+    );
     // The listener holds one of the pool's connections: closing waits for it.
     drop(listener);
     store.close().await;

@@ -50,15 +50,20 @@ async fn post_config(node: &Running, body: &Value) -> reqwest::Response {
         .expect("POST /config")
 }
 
-async fn service_names(node: &Running) -> Vec<String> {
-    let body: Value = client()
-        .get(format!("http://{}/services", node.admin))
+/// `GET path` on the node's Admin API, as JSON.
+async fn admin_json(node: &Running, path: &str) -> Value {
+    client()
+        .get(format!("http://{}{path}", node.admin))
         .send()
         .await
-        .expect("GET /services")
+        .expect("admin GET")
         .json()
         .await
-        .expect("json");
+        .expect("JSON")
+}
+
+async fn service_names(node: &Running) -> Vec<String> {
+    let body = admin_json(node, "/services").await;
     body["data"]
         .as_array()
         .expect("data")
@@ -97,14 +102,7 @@ fn sqlite_keeps_the_configuration_across_restarts_and_imports() {
 
     let node = Running::start_database(&url, &[]);
     rt.block_on(async {
-        let root: Value = client()
-            .get(format!("http://{}/", node.admin))
-            .send()
-            .await
-            .expect("GET /")
-            .json()
-            .await
-            .expect("json");
+        let root = admin_json(&node, "/").await;
         assert_eq!(root["configuration"]["database"], "sqlite");
         assert!(
             service_names(&node).await.is_empty(),
@@ -279,14 +277,7 @@ fn nodes_on_one_postgres_database_follow_each_others_writes() {
         // checks. Both nodes agree on the final state.
         assert_eq!(service_names(&a).await, ["from-b"]);
         assert_eq!(service_names(&b).await, ["from-b"]);
-        let root: Value = client()
-            .get(format!("http://{}/status", a.admin))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let root = admin_json(&a, "/status").await;
         assert_eq!(root["database"]["reachable"], true);
     });
     a.signal("-TERM");
@@ -520,4 +511,59 @@ fn single_entities_are_patched_and_deleted_with_kongs_cascade() {
         assert!(service_names(&node).await.is_empty());
         assert_eq!(call(&node, "DELETE", "/services/s1", "").await.0, 404);
     });
+}
+
+/// The database goes away: the proxy keeps serving its configuration, writes answer 503 and
+/// `/status` says so; when the database is back, writes work again without a restart.
+#[test]
+fn a_lost_database_keeps_the_proxy_serving_and_writes_answer_503() {
+    let rt = runtime();
+    let up = rt.block_on(Upstream::start());
+    let db = rt.block_on(PgDatabase::create());
+    let node = Running::start_database(&db.url, &[]);
+    rt.block_on(async {
+        assert_eq!(
+            post_config(&node, &document(&up, "before")).await.status(),
+            201
+        );
+        assert_eq!(status(&node, "/before").await, 200);
+
+        db.admin(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()",
+        )
+        .await;
+        assert_eq!(status(&node, "/before").await, 200, "still serving");
+        let resp = post_config(&node, &document(&up, "during")).await;
+        assert_eq!(resp.status(), 503);
+        let body: Value = resp.json().await.expect("JSON");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("database")),
+            "{body}"
+        );
+        let health = admin_json(&node, "/status").await;
+        assert_eq!(health["database"]["reachable"], false);
+        assert_eq!(status(&node, "/before").await, 200);
+        assert_eq!(status(&node, "/during").await, 404);
+
+        db.admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true").await;
+        let mut answered = 0;
+        for _ in 0..50 {
+            answered = post_config(&node, &document(&up, "after"))
+                .await
+                .status()
+                .as_u16();
+            if answered == 201 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(answered, 201, "writes work again once the database is back");
+        assert_eq!(status(&node, "/after").await, 200);
+    });
+    node.signal("-TERM");
+    node.assert_exits_cleanly();
 }
