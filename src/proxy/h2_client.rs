@@ -23,7 +23,7 @@ use super::balance::Attempts;
 use super::body::{ProxyBody, RequestBody, UpstreamBody};
 use super::error::ProxyError;
 use super::grpc;
-use super::handler::{client_body_error, connect_error, host_for};
+use super::handler::{client_body_error, connect_failed, host_for};
 use super::pool::{self, ConnectError};
 use super::upstream_tls::TlsDest;
 use crate::health::Outcome;
@@ -135,10 +135,7 @@ pub async fn send(
         let mut sender = match checkout(target, dest.as_ref(), service.connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
-                let timed_out = matches!(e, ConnectError::Timeout);
-                attempts
-                    .connect_failed(target, &e, timed_out)
-                    .map_err(|pe| connect_error(&e, pe))?;
+                connect_failed(attempts, target, &e)?;
                 continue;
             }
         };

@@ -600,12 +600,20 @@ pub(super) fn client_body_error(flag: &std::sync::atomic::AtomicU8) -> Option<Pr
     }
 }
 
-/// The error for a failed connect: a TLS failure names itself, anything else is `otherwise`.
-pub(super) fn connect_error(e: &pool::ConnectError, otherwise: ProxyError) -> ProxyError {
-    match e.tls_failure() {
-        Some(reason) => ProxyError::UpstreamTls(reason),
-        None => otherwise,
-    }
+/// A connect to `target` failed: recorded against it; `Ok` when another target may be tried,
+/// otherwise the error to answer (a TLS failure names itself).
+pub(super) fn connect_failed(
+    attempts: &mut Attempts<'_>,
+    target: &TargetAddr,
+    e: &pool::ConnectError,
+) -> Result<(), ProxyError> {
+    let timed_out = matches!(e, pool::ConnectError::Timeout);
+    attempts
+        .connect_failed(target, e, timed_out)
+        .map_err(|otherwise| match e.tls_failure() {
+            Some(reason) => ProxyError::UpstreamTls(reason),
+            None => otherwise,
+        })
 }
 
 /// Send a request without a body through the lean client (see `h1_client`). A failed connect
@@ -646,10 +654,7 @@ async fn send_lean(
         {
             Ok(p) => p,
             Err(e) => {
-                let timed_out = matches!(e, pool::ConnectError::Timeout);
-                attempts
-                    .connect_failed(target, &e, timed_out)
-                    .map_err(|pe| connect_error(&e, pe))?;
+                connect_failed(attempts, target, &e)?;
                 continue;
             }
         };
@@ -745,11 +750,8 @@ async fn send_upstream(
             {
                 Ok(c) => c,
                 Err(e) => {
-                    let timed_out = matches!(e, pool::ConnectError::Timeout);
                     pending = Some(req);
-                    attempts
-                        .connect_failed(target, &e, timed_out)
-                        .map_err(|pe| connect_error(&e, pe))?;
+                    connect_failed(attempts, target, &e)?;
                     continue;
                 }
             },

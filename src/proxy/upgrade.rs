@@ -101,10 +101,7 @@ pub async fn send_handshake(
         {
             Ok(p) => p,
             Err(e) => {
-                let timed_out = matches!(e, pool::ConnectError::Timeout);
-                attempts
-                    .connect_failed(target, &e, timed_out)
-                    .map_err(|pe| super::handler::connect_error(&e, pe))?;
+                super::handler::connect_failed(attempts, target, &e)?;
                 continue;
             }
         };

@@ -503,7 +503,6 @@ fn compile_route(
         preserve_host: r.preserve_host,
         path_handling,
         allows_http: r.protocols.iter().any(|p| p == "http" || p == "grpc"),
-        allows_https: r.protocols.iter().any(|p| p == "https" || p == "grpcs"),
         grpc,
         https_redirect,
         chain,

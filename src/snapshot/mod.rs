@@ -99,10 +99,9 @@ pub struct RouteRt {
     pub path_handling: PathHandling,
     /// False when the route's `protocols` exclude plain `http`.
     pub allows_http: bool,
-    /// False when the route's `protocols` exclude `https` (not served on the TLS listener).
-    pub allows_https: bool,
     /// Whether the route's `protocols` are `grpc`/`grpcs` (Kong's gRPC checks apply, see
-    /// `proxy::grpc`); `allows_http`/`allows_https` then mean `grpc`/`grpcs`.
+    /// `proxy::grpc`); `allows_http` then means `grpc`. (Whether it takes requests over TLS is
+    /// the router's business: `RouteSpec::plain_only`.)
     pub grpc: bool,
     /// Kong's `https_redirect_status_code` (426, or a redirect status).
     pub https_redirect: StatusCode,
@@ -253,6 +252,10 @@ services:
             .balancer
             .start(1)
             .finish(Duration::from_millis(40));
+        // Through a configuration with another algorithm, and back.
+        let other = load_str_with("lc.yaml", &config("least-connections", false), &health)
+            .expect("least-connections");
+        drop((lat, other));
         let again = load_str_with("lat2.yaml", &config("latency", true), &health).expect("again");
         let estimate = again.upstreams[0].balancer.latency_estimate(1);
         assert!(
