@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 use super::access::{Access, Refusal};
 use super::form;
 use super::paging::{ListQuery, form_urlencoded_pairs};
+use super::routes::{self, Op};
 use super::views::{self, Kind, id_of, refers_to};
 use super::{Control, ReplaceError};
+use super::{openapi, schemas};
 use crate::config::{ConfigErrors, export};
 use crate::plugins::{KNOWN_PLUGINS, PLUGIN_PRIORITIES};
 use crate::snapshot::Snapshot;
@@ -103,112 +105,133 @@ impl Admin {
     }
 
     async fn dispatch(&self, req: &AdminRequest<'_>, segments: &[&str]) -> Reply {
+        let Some((route, params)) = routes::resolve(segments) else {
+            return not_found();
+        };
+        let method = if *req.method == Method::HEAD {
+            &Method::GET
+        } else {
+            req.method
+        };
+        if !route.methods.contains(method) {
+            return method_not_allowed();
+        }
+        let get = *method == Method::GET;
+        if !get && route.writes_need_database && self.control.store().is_none() {
+            return read_only(route.op, method);
+        }
         let snap = self.control.current();
-        let get = req.method == Method::GET || req.method == Method::HEAD;
-        match segments {
-            [] if get => ok(self.node_info(&snap)),
-            ["status"] if get => ok(self.status(&snap).await),
-            ["config"] if get => ok(json!({ "config": export_text(&snap) })),
-            ["config"] if req.method == Method::POST => self.replace_config(req),
-            ["plugins", "enabled"] if get => ok(json!({ "enabled_plugins": KNOWN_PLUGINS })),
-            ["upstreams", upstream, "health"] if get => upstream_health(&snap, upstream, req),
-            [endpoint] => match Kind::by_endpoint(endpoint) {
-                Some(kind) if get => list(req, kind.list(&snap)),
-                Some(kind) if req.method == Method::POST && self.control.store().is_some() => {
-                    self.create(&snap, kind, None, req)
-                }
-                Some(kind) if req.method == Method::POST => self.read_only(kind, "create"),
-                Some(_) => method_not_allowed(),
-                None => not_found(),
-            },
-            [endpoint, key] => match Kind::by_endpoint(endpoint) {
-                Some(kind) if get => found(kind.find(&snap, key)),
-                Some(kind) if req.method == Method::PUT && self.control.store().is_some() => {
-                    self.upsert(&snap, kind, key, None, req)
-                }
-                Some(kind) if self.writable(req.method) => match kind.find(&snap, key) {
-                    Some(entity) => self.change(&snap, kind, &entity, req),
-                    None => not_found(),
-                },
-                Some(kind) if is_write(req.method) => self.read_only(kind, write_verb(req.method)),
-                Some(_) => method_not_allowed(),
-                None => not_found(),
-            },
-            [endpoint, key, nested] => {
-                let Some((parent, children)) = nested_kinds(endpoint, nested) else {
-                    return not_found();
-                };
+        let key = params.first().copied().unwrap_or_default();
+        match route.op {
+            Op::Root => ok(self.node_info(&snap)),
+            Op::Status => ok(self.status(&snap).await),
+            Op::Endpoints => ok(json!({
+                "data": routes::table().iter().map(routes::Route::template).collect::<Vec<_>>(),
+            })),
+            Op::OpenApi => ok(openapi::document().clone()),
+            Op::Config if get => ok(json!({ "config": export_text(&snap) })),
+            Op::Config => self.replace_config(req),
+            Op::PluginsEnabled => ok(json!({ "enabled_plugins": KNOWN_PLUGINS })),
+            Op::PluginSchema => found(schemas::plugin(key)),
+            Op::EntitySchema(kind) => found(schemas::entity(kind)),
+            Op::EntityValidate(kind) => self.validate(&snap, kind, req),
+            Op::UpstreamHealth => upstream_health(&snap, key, req),
+            Op::Collection(kind) if get => list(req, kind.list(&snap)),
+            Op::Collection(kind) => self.create(&snap, kind, None, req),
+            Op::Entity(kind) => self.entity(&snap, kind, kind.find(&snap, key), key, None, req),
+            Op::Children {
+                parent,
+                child,
+                field,
+            } => {
                 let Some(owner) = parent.find(&snap, key) else {
                     return not_found();
                 };
                 let owner_id = id_of(&owner).unwrap_or_default();
-                if *nested == "service" && *endpoint == "routes" {
-                    // A route's service.
-                    let service = owner
-                        .get("service")
-                        .and_then(|s| s.get("id"))
-                        .and_then(Value::as_str)
-                        .and_then(|id| children.find(&snap, id));
-                    return match service {
-                        Some(s) if get => ok(s),
-                        Some(_) if is_write(req.method) => {
-                            self.read_only(children, write_verb(req.method))
-                        }
-                        Some(_) => method_not_allowed(),
-                        None => not_found(),
-                    };
-                }
-                let field = reference_field(endpoint);
-                match req.method {
-                    m if *m == Method::GET || *m == Method::HEAD => list(
+                if get {
+                    let children = child.list(&snap);
+                    list(
                         req,
                         children
-                            .list(&snap)
                             .into_iter()
                             .filter(|e| refers_to(e, field, owner_id))
                             .collect(),
-                    ),
-                    m if *m == Method::POST && self.control.store().is_some() => {
-                        self.create(&snap, children, Some((field, owner_id)), req)
-                    }
-                    m if *m == Method::POST => self.read_only(children, "create"),
-                    _ => method_not_allowed(),
+                    )
+                } else {
+                    self.create(&snap, child, Some((field, owner_id)), req)
                 }
             }
-            [endpoint, key, nested, child_key] => {
-                let Some((parent, children)) = nested_kinds(endpoint, nested) else {
-                    return not_found();
-                };
+            Op::Child {
+                parent,
+                child,
+                field,
+            } => {
                 let Some(owner) = parent.find(&snap, key) else {
                     return not_found();
                 };
                 let owner_id = id_of(&owner).unwrap_or_default();
-                let field = reference_field(endpoint);
-                let child = children
+                let child_key = params.get(1).copied().unwrap_or_default();
+                let found = child
                     .list(&snap)
                     .into_iter()
                     .filter(|e| refers_to(e, field, owner_id))
-                    .find(|e| {
-                        id_of(e) == Some(*child_key)
-                            || children
-                                .natural_keys
-                                .iter()
-                                .any(|f| e.get(*f).and_then(Value::as_str) == Some(*child_key))
-                    });
-                match child {
-                    Some(c) if get => ok(c),
-                    Some(c) if self.writable(req.method) => self.change(&snap, children, &c, req),
-                    _ if *req.method == Method::PUT && self.control.store().is_some() => {
-                        self.upsert(&snap, children, child_key, Some((field, owner_id)), req)
-                    }
-                    Some(_) if is_write(req.method) => {
-                        self.read_only(children, write_verb(req.method))
-                    }
-                    Some(_) => method_not_allowed(),
-                    None => not_found(),
+                    .find(|e| child.is_named(e, child_key));
+                if found.is_none() && *method == Method::DELETE {
+                    // Kong: a child that is not this parent's is not found, even to delete.
+                    return not_found();
                 }
+                self.entity(&snap, child, found, child_key, Some((field, owner_id)), req)
             }
+            Op::Parent {
+                child,
+                parent,
+                field,
+            } => {
+                let parent_id = child
+                    .find(&snap, key)
+                    .and_then(|c| c.get(field)?.get("id")?.as_str().map(String::from));
+                let Some(parent_id) = parent_id else {
+                    return not_found();
+                };
+                let found = parent.find(&snap, &parent_id);
+                self.entity(&snap, parent, found, &parent_id, None, req)
+            }
+        }
+    }
+
+    /// One entity of `kind` addressed by `key` (`found` is what it names now): `GET`, `PUT`
+    /// (upsert), `PATCH` or `DELETE`. `parent` is the reference a nested path implies.
+    fn entity(
+        &self,
+        snap: &Snapshot,
+        kind: Kind,
+        found: Option<Value>,
+        key: &str,
+        parent: Option<(&str, &str)>,
+        req: &AdminRequest<'_>,
+    ) -> Reply {
+        match (req.method, found) {
+            (m, found) if *m == Method::GET || *m == Method::HEAD => self::found(found),
+            (m, _) if *m == Method::PUT => self.upsert(snap, kind, key, parent, req),
+            (m, Some(entity)) if *m == Method::PATCH || *m == Method::DELETE => {
+                self.change(snap, kind, &entity, req)
+            }
+            // Kong answers the deletion of an entity that is not there with 204 too.
+            (m, None) if *m == Method::DELETE => no_content(),
             _ => not_found(),
+        }
+    }
+
+    /// `POST /schemas/{entity}/validate`: the body checked as `POST /{entity}` would check it
+    /// (against the configuration serving now), nothing stored.
+    fn validate(&self, snap: &Snapshot, kind: Kind, req: &AdminRequest<'_>) -> Reply {
+        let (document, index, _) = match new_entity(snap, kind, None, req) {
+            Ok(prepared) => prepared,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        match crate::snapshot::load_str("validate", &document.to_string()) {
+            Ok(_) => ok(json!({ "message": "schema validation successful" })),
+            Err(errors) => schema_violation(&errors, &format!("{}[{index}]", kind.collection)),
         }
     }
 
@@ -223,33 +246,12 @@ impl Admin {
         parent: Option<(&str, &str)>,
         req: &AdminRequest<'_>,
     ) -> Reply {
-        let mut entity = match form::body_object(req.content_type, req.body) {
-            Ok(e) => e,
-            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
-        };
-        if let Some((field, id)) = parent {
-            entity.insert(field.into(), json!({ "id": id }));
-        }
-        if kind.collection == "jwt_secrets" {
-            // Kong generates what is not given: the key is what tokens name in `iss`.
-            for field in ["key", "secret"] {
-                if entity.get(field).is_none_or(Value::is_null) {
-                    let generated = uuid::Uuid::new_v4().simple().to_string();
-                    entity.insert(field.into(), json!(generated));
-                }
+        match new_entity(snap, kind, parent, req) {
+            Ok((document, index, id)) => {
+                self.commit(&document, kind, index, &id, StatusCode::CREATED)
             }
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
         }
-        let id = match entity.get("id") {
-            Some(Value::String(id)) => id.clone(),
-            Some(_) => return error(StatusCode::BAD_REQUEST, "`id` must be a string"),
-            None => uuid::Uuid::new_v4().to_string(),
-        };
-        entity.insert("id".into(), json!(id));
-        if entity.get("created_at").is_none_or(Value::is_null) {
-            entity.insert("created_at".into(), json!(now()));
-        }
-        let (document, index) = with_entity(snap, kind, &id, entity);
-        self.commit(&document, kind, index, &id, StatusCode::CREATED)
     }
 
     /// Store and serve `document`, in which entity `id` of `kind` (at `index` of its
@@ -264,11 +266,7 @@ impl Admin {
         status: StatusCode,
     ) -> Reply {
         match self.control.replace(&document.to_string()) {
-            Ok(_) if status == StatusCode::NO_CONTENT => {
-                let mut resp = Response::new(Full::new(Bytes::new()));
-                *resp.status_mut() = status;
-                resp
-            }
+            Ok(_) if status == StatusCode::NO_CONTENT => no_content(),
             Ok(now_serving) => match kind.find(&now_serving, id) {
                 Some(entity) => json_response(status, &entity),
                 None => not_found(),
@@ -327,11 +325,6 @@ impl Admin {
         entity.insert("created_at".into(), created_at);
         let (document, index) = with_entity(snap, kind, &id, entity);
         self.commit(&document, kind, index, &id, StatusCode::OK)
-    }
-
-    /// Whether `method` changes single entities here (`PATCH` and `DELETE`, database mode).
-    fn writable(&self, method: &Method) -> bool {
-        self.control.store().is_some() && (*method == Method::PATCH || *method == Method::DELETE)
     }
 
     /// `PATCH` (fields merged in; a plugin's `config` merged key by key) or `DELETE` (with
@@ -411,7 +404,10 @@ impl Admin {
                         }
                     }
                 }
-                stored.insert("updated_at".into(), json!(now()));
+                // Credentials have no `updated_at` (as Kong's): only entities that do get one.
+                if stored.contains_key("updated_at") {
+                    stored.insert("updated_at".into(), json!(now()));
+                }
             }
         }
         let status = if deleting {
@@ -420,18 +416,6 @@ impl Admin {
             StatusCode::OK
         };
         self.commit(&document, kind, index, &id, status)
-    }
-
-    /// A write without a database: Kong's DB-less refusal.
-    fn read_only(&self, kind: Kind, verb: &str) -> Reply {
-        json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({
-                "code": 12,
-                "name": "operation unsupported",
-                "message": format!("cannot {verb} '{}' entities when not using a database", kind.collection),
-            }),
-        )
     }
 
     fn node_info(&self, snap: &Snapshot) -> Value {
@@ -527,43 +511,62 @@ struct AdminRequest<'a> {
     body: &'a Bytes,
 }
 
-fn is_write(method: &Method) -> bool {
-    *method == Method::PATCH || *method == Method::PUT || *method == Method::DELETE
-}
-
-fn write_verb(method: &Method) -> &'static str {
-    if *method == Method::DELETE {
-        "delete"
-    } else {
-        "update"
-    }
-}
-
-/// The parent and child kinds of `/{endpoint}/{key}/{nested}`.
-fn nested_kinds(endpoint: &str, nested: &str) -> Option<(Kind, Kind)> {
-    let parent = Kind::by_endpoint(endpoint)?;
-    let child = match (endpoint, nested) {
-        ("services" | "routes" | "consumers", "plugins") => Kind::by_endpoint("plugins"),
-        ("services", "routes") => Kind::by_endpoint("routes"),
-        ("routes", "service") => Kind::by_endpoint("services"),
-        ("upstreams", "targets") => Kind::by_endpoint("targets"),
-        ("certificates", "snis") => Kind::by_endpoint("snis"),
-        ("consumers", credential) => Kind::by_consumer_endpoint(credential),
-        _ => None,
-    }?;
-    Some((parent, child))
-}
-
-/// The reference a child entity holds to a parent of `endpoint`.
-fn reference_field(endpoint: &str) -> &'static str {
-    match endpoint {
-        "services" => "service",
-        "routes" => "route",
-        "consumers" => "consumer",
-        "upstreams" => "upstream",
-        "certificates" => "certificate",
+/// A write without a database: Kong's DB-less refusal (405, `operation unsupported`).
+fn read_only(op: Op, method: &Method) -> Reply {
+    let collection = match op {
+        Op::Collection(k) | Op::Entity(k) => k.collection,
+        Op::Children { child, .. } | Op::Child { child, .. } => child.collection,
+        Op::Parent { parent, .. } => parent.collection,
         _ => "",
+    };
+    let verb = match *method {
+        Method::POST => "create",
+        Method::DELETE => "delete",
+        _ => "update",
+    };
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({
+            "code": 12,
+            "name": "operation unsupported",
+            "message": format!("cannot {verb} '{collection}' entities when not using a database"),
+        }),
+    )
+}
+
+/// A new entity of `kind` from a `POST` body (`parent`: the reference a nested path implies,
+/// as `service` of `/services/{s}/routes`): the configuration serving now with the entity
+/// added, its index in its collection, and its id; or why the body is not one (a 400).
+fn new_entity(
+    snap: &Snapshot,
+    kind: Kind,
+    parent: Option<(&str, &str)>,
+    req: &AdminRequest<'_>,
+) -> Result<(Value, usize, String), String> {
+    let mut entity = form::body_object(req.content_type, req.body)?;
+    if let Some((field, id)) = parent {
+        entity.insert(field.into(), json!({ "id": id }));
     }
+    if kind.collection == "jwt_secrets" {
+        // Kong generates what is not given: the key is what tokens name in `iss`.
+        for field in ["key", "secret"] {
+            if entity.get(field).is_none_or(Value::is_null) {
+                let generated = uuid::Uuid::new_v4().simple().to_string();
+                entity.insert(field.into(), json!(generated));
+            }
+        }
+    }
+    let id = match entity.get("id") {
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => return Err("`id` must be a string".into()),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    entity.insert("id".into(), json!(id));
+    if entity.get("created_at").is_none_or(Value::is_null) {
+        entity.insert("created_at".into(), json!(now()));
+    }
+    let (document, index) = with_entity(snap, kind, &id, entity);
+    Ok((document, index, id))
 }
 
 fn list(req: &AdminRequest<'_>, entities: Vec<Value>) -> Reply {
@@ -787,6 +790,12 @@ fn found(entity: Option<Value>) -> Reply {
         Some(e) => ok(e),
         None => not_found(),
     }
+}
+
+fn no_content() -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
 }
 
 fn ok(body: Value) -> Reply {

@@ -3,13 +3,19 @@
 //!
 //! - [`views`]: entities in Kong's shapes, from the configuration serving now;
 //! - [`paging`]: `size`/`offset` pagination and `tags` filtering;
+//! - [`routes`]: the table of endpoints, which [`api`] dispatches on and [`openapi`]
+//!   describes;
 //! - [`api`]: the endpoints;
+//! - [`schemas`]: entity and plugin schemas in Kong's form, and defaults filled from them;
 //! - [`server`]: the listener and its thread.
 
 pub mod access;
 pub mod api;
 pub mod form;
+pub mod openapi;
 pub mod paging;
+pub mod routes;
+pub mod schemas;
 pub mod server;
 pub mod views;
 

@@ -86,17 +86,34 @@ impl ListQuery {
             if self.size != DEFAULT_SIZE {
                 next.push_str(&format!("&size={}", self.size));
             }
+            if let Some(tags) = &self.tags {
+                // The next page is of the same filtered list.
+                next.push_str("&tags=");
+                next.extend(percent_encoding::utf8_percent_encode(
+                    &tags.to_query(),
+                    percent_encoding::NON_ALPHANUMERIC,
+                ));
+            }
             next
         });
-        json!({
-            "data": data,
-            "next": next,
-            "offset": more.then(|| encode_offset(end)),
-        })
+        let mut page = json!({ "data": data, "next": next });
+        if more {
+            // Kong leaves `offset` out on the last page.
+            page["offset"] = json!(encode_offset(end));
+        }
+        page
     }
 }
 
 impl Tags {
+    /// The `tags` parameter that parses back to these tags.
+    fn to_query(&self) -> String {
+        match self {
+            Tags::All(tags) => tags.join(","),
+            Tags::Any(tags) => tags.join("/"),
+        }
+    }
+
     fn parse(value: &str) -> Result<Tags, BadQuery> {
         let split = |sep: char| value.split(sep).map(str::to_string).collect::<Vec<_>>();
         let tags = if value.contains(',') && value.contains('/') {
@@ -181,6 +198,28 @@ mod tests {
                 .map(|n| n.trim_start_matches("/x?").to_string());
         }
         assert_eq!(seen, (0..8).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn next_keeps_the_tag_filter_and_the_last_page_has_no_offset() {
+        let mut seen = Vec::new();
+        let mut query = Some("size=2&tags=odd/none".to_string());
+        let mut pages = 0;
+        while let Some(q) = query {
+            let page = ListQuery::parse(Some(&q))
+                .expect("query")
+                .page(entities(9), "/x");
+            pages += 1;
+            for e in page["data"].as_array().expect("data") {
+                seen.push(e["id"].as_u64().expect("id"));
+            }
+            query = page["next"]
+                .as_str()
+                .map(|n| n.trim_start_matches("/x?").to_string());
+            assert_eq!(page.get("offset").is_some(), query.is_some(), "{page}");
+        }
+        assert_eq!(seen, vec![1, 3, 5, 7]);
+        assert_eq!(pages, 2);
     }
 
     #[test]

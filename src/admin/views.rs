@@ -3,7 +3,8 @@
 //! Each endpoint collection (`services`, `key-auths`, …) maps to a declarative collection; an
 //! entity is its export ([`crate::config::export`]) with Kong's presentation: references as
 //! `{"id": …}`, `created_at`/`updated_at` filled in, empty lists as `null`, a service's `url`
-//! expanded into `protocol`, `host`, `port` and `path`.
+//! expanded into `protocol`, `host`, `port` and `path`, a plugin's `config` with every field
+//! (defaults filled in from the plugin's schema).
 
 use serde_json::{Map, Value, json};
 
@@ -27,9 +28,10 @@ pub const KINDS: &[Kind] = &[
     kind("upstreams", "upstreams", &["name"]),
     kind("targets", "targets", &["target"]),
     kind("consumers", "consumers", &["username", "custom_id"]),
-    kind("plugins", "plugins", &[]),
+    kind("plugins", "plugins", &["instance_name"]),
     kind("certificates", "certificates", &[]),
     kind("snis", "snis", &["name"]),
+    kind("ca_certificates", "ca_certificates", &[]),
     credential("key-auths", "keyauth_credentials", &["key"], "key-auth"),
     credential("jwts", "jwt_secrets", &["key"], "jwt"),
     credential(
@@ -106,6 +108,13 @@ impl Kind {
         };
         by("id").or_else(|| self.natural_keys.iter().find_map(|f| by(f)))
     }
+
+    /// Whether `key` names `entity`: its id or one of its natural keys.
+    pub fn is_named(&self, entity: &Value, key: &str) -> bool {
+        std::iter::once("id")
+            .chain(self.natural_keys.iter().copied())
+            .any(|f| entity.get(f).and_then(Value::as_str) == Some(key))
+    }
 }
 
 /// The id of an entity value.
@@ -137,8 +146,19 @@ fn present(collection: &str, value: Value, loaded_at: i64) -> Value {
             *field = Value::Null;
         }
     }
-    if collection == "plugins" && v.get("config").is_none_or(Value::is_null) {
-        v.insert("config".into(), json!({}));
+    if collection == "plugins" {
+        if v.get("config").is_none_or(Value::is_null) {
+            v.insert("config".into(), json!({}));
+        }
+        // Every config field, with its default where it has no value (Kong's presentation).
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(config) = v.get_mut("config") {
+            super::schemas::fill_plugin_defaults(&name, config);
+        }
     }
     for stamp in ["created_at", "updated_at"] {
         let missing = v.get(stamp).is_none_or(Value::is_null);

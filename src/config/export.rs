@@ -22,6 +22,7 @@ pub const COLLECTIONS: &[&str] = &[
     "plugins",
     "certificates",
     "snis",
+    "ca_certificates",
 ];
 
 /// The document as a declarative object: `_format_version` and every non-empty collection.
@@ -73,6 +74,7 @@ pub fn collection(doc: &ConfigDoc, name: &str) -> Vec<Value> {
             .collect(),
         "certificates" => plain(&doc.certificates),
         "snis" => with_parent(&doc.snis, "certificate", &certificate_ids),
+        "ca_certificates" => plain(&doc.ca_certificates),
         _ => Vec::new(),
     }
 }
@@ -144,6 +146,8 @@ plugins:
 - name: acl
   route: b
   config: {allow: [admins]}
+ca_certificates:
+- cert: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
 "#;
         let doc = crate::config::load_str("a.yaml", yaml).expect("valid");
         let exported = serde_json::to_string_pretty(&declarative(&doc)).expect("json");
@@ -156,6 +160,9 @@ plugins:
                 "collection {name}"
             );
         }
+        let cas = collection(&back, "ca_certificates");
+        assert_eq!(cas.len(), 1, "ca_certificates are exported");
+        assert!(cas[0]["id"].is_string());
         let routes = collection(&back, "routes");
         assert_eq!(routes.len(), 2);
         assert_eq!(

@@ -107,6 +107,12 @@ pub fn assign(doc: &mut ConfigDoc) {
         let name = s.item.name.to_ascii_lowercase();
         s.item.id.get_or_insert_with(|| generated_id("snis", &name));
     }
+    for c in &mut doc.ca_certificates {
+        let path = c.path.clone();
+        c.item
+            .id
+            .get_or_insert_with(|| generated_id("ca_certificates", &path));
+    }
 }
 
 fn natural_or_path(name: Option<&str>, path: &str) -> String {

@@ -5,6 +5,7 @@
 //! Field names and defaults follow Kong 3.x. Extensions (fields Kong does not have) are marked
 //! `Extension` in their doc comment and documented in `docs/configuration.md`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,14 +30,14 @@ fn default_weight() -> u32 {
 }
 
 /// A reference to another entity: by name/username or id, as a string or `{id|name: ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EntityRef {
     Name(String),
     Object(EntityRefObject),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityRefObject {
     #[serde(default)]
@@ -62,7 +63,7 @@ impl EntityRef {
 }
 
 /// Kong `services` entity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     #[serde(default)]
@@ -120,7 +121,7 @@ pub struct Service {
 }
 
 /// Extension: a service's retry budget.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBudgetConfig {
     /// Retries may add this many percent to the requests of the last ten seconds.
@@ -148,7 +149,7 @@ fn default_budget_min() -> u32 {
 }
 
 /// Kong `routes` entity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     #[serde(default)]
@@ -207,7 +208,7 @@ fn default_https_redirect() -> u16 {
 }
 
 /// Kong `upstreams` entity (a named, load-balanced set of targets).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     #[serde(default)]
@@ -267,7 +268,7 @@ fn default_slots() -> u32 {
 }
 
 /// Extension: an upstream's circuit breaker. Times in seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     #[serde(default)]
@@ -301,7 +302,7 @@ fn default_half_open_requests() -> u32 {
 }
 
 /// Kong `targets` entity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default)]
@@ -322,7 +323,7 @@ pub struct Target {
 }
 
 /// Kong `consumers` entity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
     #[serde(default)]
@@ -366,7 +367,7 @@ macro_rules! consumer_credential {
 }
 
 /// Kong `keyauth_credentials`: an API key of a consumer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyauthCredential {
     #[serde(default)]
@@ -383,7 +384,7 @@ consumer_credential!(KeyauthCredential, "keyauth_credentials", keyauth);
 
 /// Kong `jwt_secrets`: a key (matched against the token's `key_claim_name` claim) with the
 /// algorithm and the secret or public key its tokens are signed with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSecret {
     #[serde(default)]
@@ -409,7 +410,7 @@ fn default_jwt_algorithm() -> String {
 }
 
 /// Kong `basicauth_credentials`. The password is hashed when the configuration is compiled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicauthCredential {
     #[serde(default)]
@@ -426,7 +427,7 @@ pub struct BasicauthCredential {
 consumer_credential!(BasicauthCredential, "basicauth_credentials", basicauth);
 
 /// Kong `hmacauth_credentials`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacauthCredential {
     #[serde(default)]
@@ -443,7 +444,7 @@ pub struct HmacauthCredential {
 consumer_credential!(HmacauthCredential, "hmacauth_credentials", hmacauth);
 
 /// Kong `acls`: a consumer's membership of a group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Acl {
     #[serde(default)]
@@ -469,7 +470,7 @@ pub struct Credentials {
 }
 
 /// Kong `plugins` entity. `config` is validated by the plugin's own typed schema at compile time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     #[serde(default)]
@@ -521,7 +522,7 @@ pub struct PluginScope {
 /// Kong `certificates`: a certificate chain and its private key (PEM, inline), served on the
 /// TLS listener to clients asking for one of its SNIs (or by default). The SNIs are given in a
 /// nested `snis` list or as top-level `snis` entities naming the certificate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     #[serde(default)]
@@ -545,7 +546,7 @@ pub struct Certificate {
 
 /// Kong `snis`: a server name (exact, or with a leftmost or rightmost `*` label) served with a
 /// certificate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sni {
     #[serde(default)]
@@ -568,7 +569,7 @@ pub struct Sni {
 
 /// Kong `ca_certificates`: a trusted CA certificate (PEM) that `https` services name in their
 /// `ca_certificates` to verify their upstream against.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaCertificate {
     #[serde(default)]
@@ -620,6 +621,24 @@ pub mod indexmap_like {
     impl OrderedMap {
         pub fn is_empty(&self) -> bool {
             self.0.is_empty()
+        }
+    }
+
+    impl schemars::JsonSchema for OrderedMap {
+        fn schema_name() -> std::borrow::Cow<'static, str> {
+            "OrderedMap".into()
+        }
+        fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            schemars::json_schema!({
+                "type": "object",
+                "description": "Names to a value or a list of values.",
+                "additionalProperties": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "items": {"type": "string"}}
+                    ]
+                }
+            })
         }
     }
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use http::header::HeaderName;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{refusal, set_or_remove};
 use super::{BuildContext, Flow, Plugin, RequestCtx};
@@ -20,7 +21,7 @@ use crate::consumers::Consumers;
 
 pub const X_CONSUMER_GROUPS: HeaderName = HeaderName::from_static("x-consumer-groups");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]

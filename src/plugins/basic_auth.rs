@@ -19,14 +19,15 @@ use aws_lc_rs::{constant_time, digest, rand};
 use base64::Engine;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{self, AuthCommon};
 use super::{BuildContext, Flow, Plugin, RequestCtx};
 use crate::config::model::{BasicauthCredential, Located};
 use crate::consumers::{Consumers, CredentialId, UsernameIndexing, index_by_username};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]

@@ -41,7 +41,8 @@ use base64::engine::{DecodePaddingMode, general_purpose};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{self, AuthCommon};
 use super::{BuildContext, Flow, Plugin, RequestCtx};
@@ -119,7 +120,7 @@ fn default_algorithms() -> Vec<String> {
         .to_vec()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 
 use http::StatusCode;
 use http::header::{HeaderName, HeaderValue};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{self, AuthCommon};
 use super::body_fields::{self, BodyKind};
@@ -36,7 +37,7 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_key_names")]

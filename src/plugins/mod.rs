@@ -139,8 +139,10 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// Kong's static priority: higher runs first in the request phase.
     const PRIORITY: i32;
-    /// The typed `config` object (`#[serde(deny_unknown_fields)]`, defaults as Kong's).
-    type Config: DeserializeOwned;
+    /// The typed `config` object (`#[serde(deny_unknown_fields)]`, defaults as Kong's); its
+    /// JSON Schema is what the Admin API publishes (`GET /schemas/plugins/{name}`) and fills
+    /// defaults from.
+    type Config: DeserializeOwned + schemars::JsonSchema;
     /// Whether the plugin may be configured on a consumer (authentication plugins may not:
     /// they are what identifies the consumer).
     const CONSUMER_SCOPED: bool = true;
@@ -193,6 +195,20 @@ macro_rules! plugin_registry {
 
         /// Every plugin this build knows, with its priority (`GET /` of the Admin API).
         pub const PLUGIN_PRIORITIES: &[(&str, i32)] = &[$((<$ty as Plugin>::NAME, <$ty as Plugin>::PRIORITY)),*];
+
+        /// The JSON Schema (2020-12, self-contained) of plugin `name`'s `config`, or `None`
+        /// for an unknown plugin.
+        pub fn config_schema(name: &str) -> Option<schemars::Schema> {
+            let generator = || {
+                schemars::generate::SchemaSettings::draft2020_12()
+                    .with(|s| s.inline_subschemas = true)
+                    .into_generator()
+            };
+            match name {
+                $(<$ty as Plugin>::NAME => Some(generator().into_root_schema_for::<<$ty as Plugin>::Config>()),)*
+                _ => None,
+            }
+        }
 
         impl PluginInstance {
             /// Build a plugin from its name and raw `config`; errors are `(field path, message)`.

@@ -424,3 +424,102 @@ fn an_admin_token_and_an_allow_list_guard_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn schemas_describe_plugins_fill_their_defaults_and_validate_without_storing() {
+    let Node {
+        rt,
+        admin,
+        gw: _gw,
+        _file,
+        ..
+    } = start();
+    rt.block_on(async {
+        let field = |fields: &Value, name: &str| -> Value {
+            fields["fields"]
+                .as_array()
+                .and_then(|fs| fs.iter().find_map(|f| f.get(name)))
+                .cloned()
+                .unwrap_or_else(|| panic!("no field {name} in {fields}"))
+        };
+        let (status, schema) = admin.get("/schemas/plugins/key-auth").await;
+        assert_eq!(status, 200);
+        let config = field(&schema, "config");
+        assert_eq!(config["type"], "record");
+        assert_eq!(field(&config, "key_names")["default"], json!(["apikey"]));
+        assert_eq!(field(&config, "key_names")["elements"]["type"], "string");
+        assert_eq!(admin.get("/schemas/plugins/no-such-plugin").await.0, 404);
+        let (status, services) = admin.get("/schemas/services").await;
+        assert_eq!(status, 200);
+        assert_eq!(field(&services, "retries")["default"], 5);
+
+        // The file gave `allow` only: Kong shows every config field.
+        let (_, plugins) = admin.get("/plugins").await;
+        let named = |name: &str| {
+            plugins["data"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no {name} plugin"))
+        };
+        let ip = named("ip-restriction");
+        assert_eq!(
+            ip["config"]["allow"],
+            json!(["10.0.0.0/8", "172.16.0.0/12"])
+        );
+        assert_eq!(ip["config"]["deny"], Value::Null);
+        assert!(
+            ip["config"]
+                .as_object()
+                .expect("config")
+                .contains_key("message")
+        );
+        let key_auth = named("key-auth");
+        assert_eq!(key_auth["config"]["key_names"], json!(["apikey"]));
+        assert_eq!(key_auth["config"]["hide_credentials"], false);
+
+        // Validation answers as a write would, and stores nothing (this node has no database).
+        let (status, ok) = admin
+            .call(
+                "POST",
+                "/schemas/plugins/validate",
+                Some(json!({"name": "key-auth", "config": {"key_names": ["x-key"]}})),
+            )
+            .await;
+        assert_eq!(
+            (status, ok["message"].clone()),
+            (200, json!("schema validation successful"))
+        );
+        let (status, bad) = admin
+            .call(
+                "POST",
+                "/schemas/plugins/validate",
+                Some(json!({"name": "key-auth", "config": {"key_names": "x-key"}})),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(bad["name"], "schema violation");
+        assert!(
+            bad["fields"]
+                .as_object()
+                .expect("fields")
+                .keys()
+                .any(|k| k.contains("key_names")),
+            "{bad}"
+        );
+        let (status, bad) = admin
+            .call(
+                "POST",
+                "/schemas/services/validate",
+                Some(json!({"name": "x"})),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}");
+        let (_, after) = admin.get("/plugins").await;
+        assert_eq!(
+            after["data"].as_array().map(Vec::len),
+            Some(2),
+            "nothing was stored"
+        );
+    });
+}

@@ -21,6 +21,7 @@ mod jwt;
 #[path = "../../src/plugins/jwt/test_signer.rs"]
 mod jwt_signer;
 mod limits;
+mod openapi;
 mod plugins;
 mod proxying;
 mod reload;

@@ -54,6 +54,11 @@ impl Pki {
         }
     }
 
+    /// The CA certificate (PEM), as `ca_certificates` hold it.
+    pub(crate) fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
     fn ca_der(&self) -> CertificateDer<'static> {
         self.ca.der().clone()
     }

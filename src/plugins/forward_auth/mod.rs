@@ -22,7 +22,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
 use regex::{Regex, RegexBuilder};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::http_call::{self, Answer, CallError, Endpoint};
 use super::{BuildContext, Flow, Plugin, RequestCtx, json_message};
@@ -45,7 +46,7 @@ fn default_timeout() -> u64 {
     5_000
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `http://host[:port]/path`: where the authorization requests go.

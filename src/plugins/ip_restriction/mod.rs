@@ -12,12 +12,13 @@ pub mod cidr_set;
 
 use http::StatusCode;
 use ipnet::IpNet;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::{Flow, Plugin, RequestCtx, json_message};
 use cidr_set::CidrSet;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
