@@ -88,11 +88,12 @@ impl ListQuery {
             }
             next
         });
-        json!({
-            "data": data,
-            "next": next,
-            "offset": more.then(|| encode_offset(end)),
-        })
+        let mut page = json!({ "data": data, "next": next });
+        // Kong leaves `offset` out of the last page (`next` is null there).
+        if more && let Value::Object(m) = &mut page {
+            m.insert("offset".into(), json!(encode_offset(end)));
+        }
+        page
     }
 }
 
@@ -181,6 +182,22 @@ mod tests {
                 .map(|n| n.trim_start_matches("/x?").to_string());
         }
         assert_eq!(seen, (0..8).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn the_last_page_has_no_offset() {
+        let q = ListQuery::parse(Some("size=3")).expect("query");
+        let first = q.page(entities(4), "/x");
+        assert!(first["offset"].is_string(), "{first}");
+        let last = ListQuery::parse(first["next"].as_str().map(|n| &n[3..]))
+            .expect("query")
+            .page(entities(4), "/x");
+        assert_eq!(last["next"], Value::Null);
+        assert!(last.get("offset").is_none(), "{last}");
+        let only = ListQuery::parse(None)
+            .expect("query")
+            .page(entities(2), "/x");
+        assert!(only.get("offset").is_none(), "{only}");
     }
 
     #[test]
