@@ -128,6 +128,8 @@ impl Admin {
                 }
                 Some(kind) if self.writable(req.method) => match kind.find(&snap, key) {
                     Some(entity) => self.change(&snap, kind, &entity, req),
+                    // Kong: deleting what is not there succeeds (top-level form only).
+                    None if *req.method == Method::DELETE => no_content(),
                     None => not_found(),
                 },
                 Some(kind) if is_write(req.method) => self.read_only(kind, write_verb(req.method)),
@@ -264,11 +266,7 @@ impl Admin {
         status: StatusCode,
     ) -> Reply {
         match self.control.replace(&document.to_string()) {
-            Ok(_) if status == StatusCode::NO_CONTENT => {
-                let mut resp = Response::new(Full::new(Bytes::new()));
-                *resp.status_mut() = status;
-                resp
-            }
+            Ok(_) if status == StatusCode::NO_CONTENT => no_content(),
             Ok(now_serving) => match kind.find(&now_serving, id) {
                 Some(entity) => json_response(status, &entity),
                 None => not_found(),
@@ -787,6 +785,12 @@ fn found(entity: Option<Value>) -> Reply {
         Some(e) => ok(e),
         None => not_found(),
     }
+}
+
+fn no_content() -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
 }
 
 fn ok(body: Value) -> Reply {
