@@ -250,6 +250,11 @@ impl Admin {
         if entity.get("created_at").is_none_or(Value::is_null) {
             entity.insert("created_at".into(), json!(now()));
         }
+        if kind.has_updated_at() && entity.get("updated_at").is_none_or(Value::is_null) {
+            // Stored, so that it does not follow the time of the next reload.
+            let created_at = entity.get("created_at").cloned().unwrap_or(Value::Null);
+            entity.insert("updated_at".into(), created_at);
+        }
         let (document, index) = with_entity(snap, kind, &id, entity);
         self.commit(&document, kind, index, &id, StatusCode::CREATED)
     }
@@ -323,6 +328,9 @@ impl Admin {
             .and_then(|e| e.get("created_at").cloned())
             .unwrap_or_else(|| json!(now()));
         entity.insert("created_at".into(), created_at);
+        if kind.has_updated_at() {
+            entity.insert("updated_at".into(), json!(now()));
+        }
         let (document, index) = with_entity(snap, kind, &id, entity);
         self.commit(&document, kind, index, &id, StatusCode::OK)
     }
@@ -409,7 +417,9 @@ impl Admin {
                         }
                     }
                 }
-                stored.insert("updated_at".into(), json!(now()));
+                if kind.has_updated_at() {
+                    stored.insert("updated_at".into(), json!(now()));
+                }
             }
         }
         let status = if deleting {

@@ -88,6 +88,12 @@ impl Kind {
             .find(|k| k.consumer_endpoint == Some(endpoint))
     }
 
+    /// Whether entities of this kind carry `updated_at` (Kong's credentials have only
+    /// `created_at`).
+    pub fn has_updated_at(&self) -> bool {
+        self.consumer_endpoint.is_none()
+    }
+
     /// Every entity of this kind, in declaration order, shaped as Kong shows them.
     pub fn list(&self, snapshot: &Snapshot) -> Vec<Value> {
         export::collection(&snapshot.doc, self.collection)
