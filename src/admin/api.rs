@@ -232,15 +232,7 @@ impl Admin {
         if let Some((field, id)) = parent {
             entity.insert(field.into(), json!({ "id": id }));
         }
-        if kind.collection == "jwt_secrets" {
-            // Kong generates what is not given: the key is what tokens name in `iss`.
-            for field in ["key", "secret"] {
-                if entity.get(field).is_none_or(Value::is_null) {
-                    let generated = uuid::Uuid::new_v4().simple().to_string();
-                    entity.insert(field.into(), json!(generated));
-                }
-            }
-        }
+        generate(kind, &mut entity);
         let id = match entity.get("id") {
             Some(Value::String(id)) => id.clone(),
             Some(_) => return error(StatusCode::BAD_REQUEST, "`id` must be a string"),
@@ -331,6 +323,7 @@ impl Admin {
         if kind.has_updated_at() {
             entity.insert("updated_at".into(), json!(now()));
         }
+        generate(kind, &mut entity);
         let (document, index) = with_entity(snap, kind, &id, entity);
         self.commit(&document, kind, index, &id, StatusCode::OK)
     }
@@ -822,6 +815,16 @@ fn is_unique_violation(message: &str) -> bool {
     (message.starts_with("duplicate ") && message.contains('`'))
         || (message.starts_with("another ") && message.contains(" credential has "))
         || message.contains("is configured twice on the same scope")
+}
+
+/// Fill in the fields Kong generates (`key`, `secret`) that `entity` does not give.
+fn generate(kind: Kind, entity: &mut serde_json::Map<String, Value>) {
+    for field in kind.generated_fields() {
+        if entity.get(*field).is_none_or(Value::is_null) {
+            let generated = uuid::Uuid::new_v4().simple().to_string();
+            entity.insert(field.to_string(), json!(generated));
+        }
+    }
 }
 
 fn now() -> i64 {
