@@ -2,7 +2,7 @@
 //! carries upstream, ACL groups, and one hashed lookup table per credential kind, all built
 //! once per configuration. No request ever scans a list of consumers or credentials.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -112,11 +112,23 @@ impl Consumers {
                 c.groups.push(acl.item.group.clone());
             }
         }
+        // Kong's `acls` are unique by consumer and group (their cache key).
+        let mut memberships = HashSet::new();
         for acl in &doc.credentials.acls {
             if acl.item.group.is_empty() || HeaderValue::from_str(&acl.item.group).is_err() {
                 errors.push((
                     format!("{}.group", acl.path),
                     "must be non-empty printable text".to_string(),
+                ));
+            } else if let Some(consumer) = acl.parent
+                && !memberships.insert((consumer, acl.item.group.as_str()))
+            {
+                errors.push((
+                    format!("{}.group", acl.path),
+                    format!(
+                        "duplicate group `{}` for this consumer: already declared",
+                        acl.item.group
+                    ),
                 ));
             }
         }
@@ -241,4 +253,30 @@ pub fn index_by_username<C, T>(
         }
     }
     by_username
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_is_in_a_group_once() {
+        let doc = |acls: &str| {
+            crate::config::load_str(
+                "t.yaml",
+                &format!(
+                    "_format_version: \"3.0\"\nconsumers:\n- username: a\n  acls: {acls}\n- username: b\n  acls: [{{group: g}}]\n"
+                ),
+            )
+            .expect("parses")
+        };
+        let Err(errors) = Consumers::compile(&doc("[{group: g}, {group: g}]")) else {
+            panic!("a duplicate membership compiled");
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].0.ends_with("acls[1].group"), "{errors:?}");
+        assert!(errors[0].1.starts_with("duplicate group `g`"), "{errors:?}");
+        // The same group for another consumer, or another group, is fine.
+        assert!(Consumers::compile(&doc("[{group: g}, {group: h}]")).is_ok());
+    }
 }

@@ -323,6 +323,10 @@ impl Admin {
             .and_then(|e| e.get("created_at").cloned())
             .unwrap_or_else(|| json!(now()));
         entity.insert("created_at".into(), created_at);
+        if kind.has_updated_at() {
+            entity.insert("updated_at".into(), json!(now()));
+        }
+        generate(kind, &mut entity);
         let (document, index) = with_entity(snap, kind, &id, entity);
         self.commit(&document, kind, index, &id, StatusCode::OK)
     }
@@ -404,8 +408,7 @@ impl Admin {
                         }
                     }
                 }
-                // Credentials have no `updated_at` (as Kong's): only entities that do get one.
-                if stored.contains_key("updated_at") {
+                if kind.has_updated_at() {
                     stored.insert("updated_at".into(), json!(now()));
                 }
             }
@@ -547,15 +550,7 @@ fn new_entity(
     if let Some((field, id)) = parent {
         entity.insert(field.into(), json!({ "id": id }));
     }
-    if kind.collection == "jwt_secrets" {
-        // Kong generates what is not given: the key is what tokens name in `iss`.
-        for field in ["key", "secret"] {
-            if entity.get(field).is_none_or(Value::is_null) {
-                let generated = uuid::Uuid::new_v4().simple().to_string();
-                entity.insert(field.into(), json!(generated));
-            }
-        }
-    }
+    generate(kind, &mut entity);
     let id = match entity.get("id") {
         Some(Value::String(id)) => id.clone(),
         Some(_) => return Err("`id` must be a string".into()),
@@ -564,6 +559,11 @@ fn new_entity(
     entity.insert("id".into(), json!(id));
     if entity.get("created_at").is_none_or(Value::is_null) {
         entity.insert("created_at".into(), json!(now()));
+    }
+    if kind.has_updated_at() && entity.get("updated_at").is_none_or(Value::is_null) {
+        // Stored, so that it does not follow the time of the next reload.
+        let created_at = entity.get("created_at").cloned().unwrap_or(Value::Null);
+        entity.insert("updated_at".into(), created_at);
     }
     let (document, index) = with_entity(snap, kind, &id, entity);
     Ok((document, index, id))
@@ -749,13 +749,43 @@ fn schema_violation(errors: &ConfigErrors, at: &str) -> Reply {
     let mut fields = serde_json::Map::new();
     let mut unique = false;
     for e in &errors.0 {
+        unique |= is_unique_violation(&e.message);
+        if e.path == at {
+            // About the entity as a whole: a required field it lacks is named, as Kong does;
+            // anything else goes under Kong's `@entity`.
+            match e
+                .message
+                .strip_prefix("required field missing: `")
+                .and_then(|rest| rest.strip_suffix('`'))
+            {
+                Some(field) => {
+                    // A message about the field's value says more: it stays.
+                    fields
+                        .entry(field.to_string())
+                        .or_insert_with(|| json!("required field missing"));
+                }
+                None => {
+                    let entity = fields.entry("@entity").or_insert_with(|| json!([]));
+                    if let Value::Array(list) = entity {
+                        list.push(json!(e.message));
+                    }
+                }
+            }
+            continue;
+        }
         let field = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
-        unique |= e.message.starts_with("duplicate ");
         fields.insert(field.to_string(), json!(e.message));
     }
     let summary: Vec<String> = fields
         .iter()
-        .map(|(f, m)| format!("{f}: {}", m.as_str().unwrap_or_default()))
+        .map(|(f, m)| match m {
+            Value::Array(list) => list
+                .iter()
+                .map(|m| m.as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+            m => format!("{f}: {}", m.as_str().unwrap_or_default()),
+        })
         .collect();
     if unique {
         return json_response(
@@ -777,6 +807,26 @@ fn schema_violation(errors: &ConfigErrors, at: &str) -> Reply {
             "fields": fields,
         }),
     )
+}
+
+/// Whether a validation message says that a unique value is taken (Kong's `409`): a duplicate
+/// name, username, custom id, SNI, target or ACL group (`duplicate … \`value\``); a credential
+/// key or username another credential has; a plugin twice on one scope. (`duplicate header
+/// name` and the like are plain schema violations.)
+fn is_unique_violation(message: &str) -> bool {
+    (message.starts_with("duplicate ") && message.contains('`'))
+        || (message.starts_with("another ") && message.contains(" credential has "))
+        || message.contains("is configured twice on the same scope")
+}
+
+/// Fill in the fields Kong generates (`key`, `secret`) that `entity` does not give.
+fn generate(kind: Kind, entity: &mut serde_json::Map<String, Value>) {
+    for field in kind.generated_fields() {
+        if entity.get(*field).is_none_or(Value::is_null) {
+            let generated = uuid::Uuid::new_v4().simple().to_string();
+            entity.insert(field.to_string(), json!(generated));
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -823,4 +873,104 @@ fn json_response(status: StatusCode, body: &Value) -> Reply {
         header::HeaderValue::from_static("application/json; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+
+    fn errors(list: &[(&str, &str)]) -> ConfigErrors {
+        ConfigErrors(
+            list.iter()
+                .map(|(path, message)| ConfigError {
+                    source: "<admin>".into(),
+                    line: None,
+                    column: None,
+                    path: path.to_string(),
+                    message: message.to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    async fn answer(reply: Reply) -> (StatusCode, Value) {
+        let status = reply.status();
+        let body = reply.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn violations_name_the_field_as_kong_does() {
+        let (status, body) = answer(schema_violation(
+            &errors(&[
+                ("upstreams[3]", "required field missing: `name`"),
+                (
+                    "upstreams[3].slots",
+                    "invalid type: string \"x\", expected u32",
+                ),
+            ]),
+            "upstreams[3]",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], 2);
+        assert_eq!(body["fields"]["name"], "required field missing");
+        assert!(body["fields"]["slots"].is_string(), "{body}");
+        // A field with a bad value and reported missing keeps the message about its value.
+        let (_, body) = answer(schema_violation(
+            &errors(&[
+                ("acls[0]", "required field missing: `group`"),
+                (
+                    "acls[0].group",
+                    "invalid type: integer `5`, expected a string",
+                ),
+            ]),
+            "acls[0]",
+        ))
+        .await;
+        assert_eq!(
+            body["fields"],
+            json!({"group": "invalid type: integer `5`, expected a string"})
+        );
+        // Entity checks go under `@entity`.
+        let (_, body) = answer(schema_violation(
+            &errors(&[(
+                "consumers[1]",
+                "at least one of these fields must be non-empty",
+            )]),
+            "consumers[1]",
+        ))
+        .await;
+        assert_eq!(
+            body["fields"]["@entity"],
+            json!(["at least one of these fields must be non-empty"])
+        );
+    }
+
+    #[tokio::test]
+    async fn taken_values_are_conflicts() {
+        for message in [
+            "duplicate name `a`: already declared",
+            "duplicate group `g` for this consumer: already declared",
+            "another key-auth credential has the same key",
+            "another basic-auth credential has the username `u`",
+            "another jwt credential has the key `k`",
+            "plugin `cors` is configured twice on the same scope",
+        ] {
+            let (status, body) =
+                answer(schema_violation(&errors(&[("x[0].f", message)]), "x[0]")).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{message}");
+            assert_eq!(body["code"], 5, "{message}");
+        }
+        let (status, _) = answer(schema_violation(
+            &errors(&[(
+                "routes[0].headers",
+                "duplicate header name (names are case-insensitive)",
+            )]),
+            "routes[0]",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
 }

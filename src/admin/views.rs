@@ -90,6 +90,23 @@ impl Kind {
             .find(|k| k.consumer_endpoint == Some(endpoint))
     }
 
+    /// Whether entities of this kind carry `updated_at` (Kong's credentials have only
+    /// `created_at`).
+    pub fn has_updated_at(&self) -> bool {
+        self.consumer_endpoint.is_none()
+    }
+
+    /// Fields Kong generates when a write does not give them (`auto = true` in its schemas):
+    /// a key-auth `key`, a JWT `key` and `secret`, an HMAC `secret`.
+    pub fn generated_fields(&self) -> &'static [&'static str] {
+        match self.collection {
+            "keyauth_credentials" => &["key"],
+            "jwt_secrets" => &["key", "secret"],
+            "hmacauth_credentials" => &["secret"],
+            _ => &[],
+        }
+    }
+
     /// Every entity of this kind, in declaration order, shaped as Kong shows them.
     pub fn list(&self, snapshot: &Snapshot) -> Vec<Value> {
         export::collection(&snapshot.doc, self.collection)

@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod admin;
+mod admin_crud;
 mod auth;
 mod balancing;
 mod cli;
