@@ -249,21 +249,22 @@ impl Admin {
             entity.insert("created_at".into(), json!(now()));
         }
         let (document, index) = with_entity(snap, kind, &id, entity);
-        self.commit(&document, kind, index, &id, StatusCode::CREATED)
+        self.commit(snap, &document, kind, index, &id, StatusCode::CREATED)
     }
 
-    /// Store and serve `document`, in which entity `id` of `kind` (at `index` of its
-    /// collection) was created or changed; answer `status` with the entity as it is now served
-    /// (`204` without a body for `NO_CONTENT`), or the error.
+    /// Store and serve `document` (computed from `base`), in which entity `id` of `kind` (at
+    /// `index` of its collection) was created or changed; answer `status` with the entity as
+    /// it is now served (`204` without a body for `NO_CONTENT`), or the error.
     fn commit(
         &self,
+        base: &Snapshot,
         document: &Value,
         kind: Kind,
         index: usize,
         id: &str,
         status: StatusCode,
     ) -> Reply {
-        match self.control.replace(&document.to_string()) {
+        match self.control.replace(Some(base), &document.to_string()) {
             Ok(_) if status == StatusCode::NO_CONTENT => {
                 let mut resp = Response::new(Full::new(Bytes::new()));
                 *resp.status_mut() = status;
@@ -326,7 +327,7 @@ impl Admin {
             .unwrap_or_else(|| json!(now()));
         entity.insert("created_at".into(), created_at);
         let (document, index) = with_entity(snap, kind, &id, entity);
-        self.commit(&document, kind, index, &id, StatusCode::OK)
+        self.commit(snap, &document, kind, index, &id, StatusCode::OK)
     }
 
     /// Whether `method` changes single entities here (`PATCH` and `DELETE`, database mode).
@@ -419,7 +420,7 @@ impl Admin {
         } else {
             StatusCode::OK
         };
-        self.commit(&document, kind, index, &id, status)
+        self.commit(snap, &document, kind, index, &id, status)
     }
 
     /// A write without a database: Kong's DB-less refusal.
@@ -493,7 +494,7 @@ impl Admin {
             Ok(t) => t,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
-        match self.control.replace(&text) {
+        match self.control.replace(None, &text) {
             Ok(snap) => {
                 let mut out = serde_json::Map::new();
                 for &name in export::COLLECTIONS {
