@@ -270,6 +270,7 @@ fn nodes_on_one_postgres_database_follow_each_others_writes() {
             })
             .await
             .expect("the other node follows");
+            eprintln!("{name}: the other node served it {took:?} after the 201");
             assert!(took < Duration::from_secs(1), "took {took:?}");
         }
         // A write computed from an old version is refused: b serves "from-b" (version 2); a
@@ -766,4 +767,188 @@ fn acknowledged_single_writes_survive_sigkill_on_postgres() {
         per_round.iter().all(|&n| n >= 1) && per_round.iter().sum::<usize>() >= 20,
         "too few acknowledged writes to mean anything: {per_round:?}"
     );
+}
+
+/// A client sending `GET path` through the proxy from `after` on until `stop`: when each request that got 200
+/// started and ended, and every other outcome (status or error).
+async fn keep_requesting(
+    proxy: String,
+    path: &'static str,
+    after: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<(Instant, Instant)>, Vec<String>) {
+    tokio::time::sleep(after).await;
+    let c = client();
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let start = Instant::now();
+        match c.get(format!("http://{proxy}{path}")).send().await {
+            Ok(r) if r.status() == 200 => ok.push((start, Instant::now())),
+            Ok(r) => failed.push(format!("{path}: {}", r.status())),
+            Err(e) => failed.push(format!("{path}: {e}")),
+        }
+    }
+    (ok, failed)
+}
+
+/// Routes created through the Admin API while clients keep the proxy busy (slow requests
+/// among them, so that the new configuration lands while they are in flight): each is served
+/// within 100 ms of its 201 on the node that took the write, and no request fails; with a
+/// `follower` node on the same database, it serves each within 1 s.
+fn writes_reach_the_proxy(url: &str, follower: bool) {
+    const WRITES: usize = 8;
+    let rt = runtime();
+    let up = rt.block_on(Upstream::start());
+    let node = Running::start_database(url, &[]);
+    let other = follower.then(|| Running::start_database(url, &[]));
+    let target = format!("http://{}", up.addr());
+    let (local, remote, first_try) = rt.block_on(async {
+        let service = format!("name=base&url={target}");
+        assert_eq!(form(&node, "/services", &service).await.0, 201);
+        assert_eq!(
+            form(&node, "/services/base/routes", "paths[]=/base")
+                .await
+                .0,
+            201
+        );
+        assert_eq!(status(&node, "/base").await, 200);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = [
+            "/base/delay/200",
+            "/base/delay/200",
+            "/base/delay/200",
+            "/base/delay/200",
+            "/base",
+        ]
+        .into_iter()
+        .zip(0..)
+        .map(|(path, i)| {
+            // Staggered, so that some slow request is always in flight.
+            let after = Duration::from_millis(50 * i);
+            tokio::spawn(keep_requesting(
+                node.addr.clone(),
+                path,
+                after,
+                stop.clone(),
+            ))
+        })
+        .collect();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (mut local, mut remote, mut first_try) = (Vec::new(), Vec::new(), 0);
+        let mut writes = Vec::new();
+        for i in 0..WRITES {
+            let name = format!("new{i}");
+            let sent = Instant::now();
+            let (created, body) = form(
+                &node,
+                "/services/base/routes",
+                &format!("name={name}&paths[]=/{name}"),
+            )
+            .await;
+            assert_eq!(created, 201, "{body}");
+            let acked = Instant::now();
+            writes.push((sent, acked));
+            let path = format!("/{name}");
+            // Poll every few milliseconds: the first 200 is when the write took effect.
+            let serves = |n: &Running| {
+                let path = path.clone();
+                let proxy = n.addr.clone();
+                async move {
+                    let mut polls = 0u32;
+                    loop {
+                        polls += 1;
+                        let answered = client()
+                            .get(format!("http://{proxy}{path}"))
+                            .send()
+                            .await
+                            .map_or(0, |r| r.status().as_u16());
+                        if answered == 200 {
+                            return polls;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            };
+            let (took, polls) = tokio::time::timeout(Duration::from_secs(1), serves(&node))
+                .await
+                .map(|polls| (acked.elapsed(), polls))
+                .unwrap_or_else(|_| panic!("{name} not served within 1 s of its 201"));
+            local.push(took);
+            first_try += usize::from(polls == 1);
+            if let Some(other) = &other {
+                let took = tokio::time::timeout(Duration::from_secs(3), serves(other))
+                    .await
+                    .map(|_| acked.elapsed())
+                    .unwrap_or_else(|_| panic!("the other node does not serve {name}"));
+                remote.push(took);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut served, mut failed) = (Vec::new(), Vec::new());
+        for c in clients {
+            let (ok, errors) = c.await.expect("client task");
+            served.extend(ok);
+            failed.extend(errors);
+        }
+        assert!(failed.is_empty(), "requests in flight failed: {failed:?}");
+        // A write landed during a request if the request started before the write was sent and
+        // ended after its answer.
+        let during = writes
+            .iter()
+            .filter(|(sent, acked)| served.iter().any(|(s, e)| s < sent && e > acked))
+            .count();
+        eprintln!(
+            "{} requests through the proxy, none failed; {during} of {WRITES} writes landed \
+             while a request was in flight",
+            served.len()
+        );
+        assert!(
+            during >= WRITES / 4,
+            "only {during} writes overlapped a request"
+        );
+        (local, remote, first_try)
+    });
+    let summary = |times: &[Duration]| {
+        let mut sorted = times.to_vec();
+        sorted.sort();
+        (sorted[sorted.len() / 2], sorted[sorted.len() - 1])
+    };
+    let (median, max) = summary(&local);
+    eprintln!(
+        "same node: median {median:?}, max {max:?}; {first_try} of {WRITES} served on the \
+         first request after the 201"
+    );
+    for (i, took) in local.iter().enumerate() {
+        assert!(*took < Duration::from_millis(100), "new{i}: {took:?}");
+    }
+    if follower {
+        let (median, max) = summary(&remote);
+        eprintln!("other node: median {median:?}, max {max:?}");
+        for (i, took) in remote.iter().enumerate() {
+            assert!(
+                *took < Duration::from_secs(1),
+                "new{i} on the other node: {took:?}"
+            );
+        }
+    }
+    node.signal("-TERM");
+    node.assert_exits_cleanly();
+    if let Some(other) = other {
+        other.signal("-TERM");
+        other.assert_exits_cleanly();
+    }
+}
+
+#[test]
+fn a_write_reaches_the_proxy_within_100ms_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+    writes_reach_the_proxy(&url, false);
+}
+
+#[test]
+fn a_write_reaches_the_proxy_within_100ms_on_postgres_and_the_other_node_within_1s() {
+    let rt = runtime();
+    let db = rt.block_on(PgDatabase::create());
+    writes_reach_the_proxy(&db.url, true);
 }
