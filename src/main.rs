@@ -336,8 +336,12 @@ fn with_addresses(
     health: &HealthRegistry,
     dns: &Dns,
 ) -> anyhow::Result<gatehouse::snapshot::Snapshot> {
-    gatehouse::snapshot::compile_with_addresses(snapshot.doc.clone(), health, &dns.addresses())
-        .map_err(|errors| anyhow::anyhow!("{}", config::ConfigErrors(errors)))
+    let mut rebuilt =
+        gatehouse::snapshot::compile_with_addresses(snapshot.doc.clone(), health, &dns.addresses())
+            .map_err(|errors| anyhow::anyhow!("{}", config::ConfigErrors(errors)))?;
+    // The same configuration, so the same stored version.
+    rebuilt.stored_version = snapshot.stored_version;
+    Ok(rebuilt)
 }
 
 fn main() -> ExitCode {
@@ -513,9 +517,11 @@ fn install(gateway: &Gateway, snapshot: gatehouse::snapshot::Snapshot, name: &st
     tracing::info!(routes, trigger, config = %name, "configuration reloaded");
 }
 
-/// A `POST /config` on its way to the main loop, which owns the DNS watcher, the store and
-/// the reload path, and the channel for the outcome.
+/// A whole configuration on its way to the main loop, which owns the DNS watcher, the store
+/// and the reload path: the stored version it was computed from (if it must not overwrite a
+/// later one), its text, and the channel for the outcome.
 type Replacement = (
+    Option<i64>,
     String,
     std::sync::mpsc::SyncSender<Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError>>,
 );
@@ -532,11 +538,15 @@ impl gatehouse::admin::Control for NodeControl {
         self.gateway.current()
     }
 
-    fn replace(&self, text: &str) -> Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError> {
+    fn replace(
+        &self,
+        base: Option<&gatehouse::snapshot::Snapshot>,
+        text: &str,
+    ) -> Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let unavailable = || ReplaceError::Unavailable("the node is shutting down".into());
         self.replacements
-            .send((text.to_string(), tx))
+            .send((base.map(|b| b.stored_version), text.to_string(), tx))
             .map_err(|_| unavailable())?;
         rx.recv().map_err(|_| unavailable())?
     }
@@ -620,8 +630,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     };
     let (text, version) = source.read(&rt).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let snapshot = gatehouse::snapshot::load_str_with(&source.name(), &text, &health)
+    let mut snapshot = gatehouse::snapshot::load_str_with(&source.name(), &text, &health)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    snapshot.stored_version = version;
     match &mut source {
         Source::File { last_text, .. } => *last_text = text,
         Source::Database { version: v, .. } => *v = version,
@@ -878,8 +889,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 settle_at = None;
                 reload_source(&gateway, &mut source, "file change", &health, &mut dns, &rt);
             }
-            Event::Replace((text, reply)) => {
-                let outcome = replace(&gateway, &mut source, text, &health, &mut dns, &rt);
+            Event::Replace((base, text, reply)) => {
+                let outcome = replace(&gateway, &mut source, base, text, &health, &mut dns, &rt);
                 let _ = reply.send(outcome);
             }
             Event::Addresses => match with_addresses(&gateway.current(), &health, &dns) {
@@ -941,7 +952,8 @@ fn reload_source(
         Ok((t, v)) => (Ok(t), v),
         Err(e) => (Err(e), 0),
     };
-    if let Ok(snapshot) = compile(&name, text, trigger, health, dns, rt) {
+    if let Ok(mut snapshot) = compile(&name, text, trigger, health, dns, rt) {
+        snapshot.stored_version = version;
         install(gateway, snapshot, &name, trigger);
         if let Source::Database { version: v, .. } = source {
             *v = version;
@@ -949,22 +961,30 @@ fn reload_source(
     }
 }
 
-/// `POST /config`: validate; in database mode store it (if nothing else was written since
+/// `POST /config`, or a change to one entity computed from stored version `base`: validate;
+/// in database mode store it (if nothing else was written since `base`, or without one since
 /// the version serving now); then serve it.
 fn replace(
     gateway: &Gateway,
     source: &mut Source,
+    base: Option<i64>,
     text: String,
     health: &HealthRegistry,
     dns: &mut Dns,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError> {
-    let snapshot = compile("POST /config", Ok(text), "admin", health, dns, rt)
+    let mut snapshot = compile("POST /config", Ok(text), "admin", health, dns, rt)
         .map_err(ReplaceError::Invalid)?;
     if let Source::Database { store, version } = source {
         let document = config::export::declarative(&snapshot.doc);
-        match rt.block_on(store.replace(Some(*version), &document)) {
-            Ok(v) => *version = v,
+        // A change computed from a configuration this node has since replaced (with another
+        // node's write, say) would undo that write: the database refuses it, as it refuses
+        // one computed from a version that another node has moved on from.
+        match rt.block_on(store.replace(Some(base.unwrap_or(*version)), &document)) {
+            Ok(v) => {
+                *version = v;
+                snapshot.stored_version = v;
+            }
             Err(gatehouse::store::StoreError::Conflict { .. }) => {
                 let message =
                     "the configuration changed in the database meanwhile; read it again and retry";

@@ -248,24 +248,25 @@ impl Admin {
     ) -> Reply {
         match new_entity(snap, kind, parent, req) {
             Ok((document, index, id)) => {
-                self.commit(&document, kind, index, &id, StatusCode::CREATED)
+                self.commit(snap, &document, kind, index, &id, StatusCode::CREATED)
             }
             Err(message) => error(StatusCode::BAD_REQUEST, &message),
         }
     }
 
-    /// Store and serve `document`, in which entity `id` of `kind` (at `index` of its
-    /// collection) was created or changed; answer `status` with the entity as it is now served
-    /// (`204` without a body for `NO_CONTENT`), or the error.
+    /// Store and serve `document` (computed from `base`), in which entity `id` of `kind` (at
+    /// `index` of its collection) was created or changed; answer `status` with the entity as
+    /// it is now served (`204` without a body for `NO_CONTENT`), or the error.
     fn commit(
         &self,
+        base: &Snapshot,
         document: &Value,
         kind: Kind,
         index: usize,
         id: &str,
         status: StatusCode,
     ) -> Reply {
-        match self.control.replace(&document.to_string()) {
+        match self.control.replace(Some(base), &document.to_string()) {
             Ok(_) if status == StatusCode::NO_CONTENT => no_content(),
             Ok(now_serving) => match kind.find(&now_serving, id) {
                 Some(entity) => json_response(status, &entity),
@@ -328,7 +329,7 @@ impl Admin {
         }
         generate(kind, &mut entity);
         let (document, index) = with_entity(snap, kind, &id, entity);
-        self.commit(&document, kind, index, &id, StatusCode::OK)
+        self.commit(snap, &document, kind, index, &id, StatusCode::OK)
     }
 
     /// `PATCH` (fields merged in; a plugin's `config` merged key by key) or `DELETE` (with
@@ -418,7 +419,7 @@ impl Admin {
         } else {
             StatusCode::OK
         };
-        self.commit(&document, kind, index, &id, status)
+        self.commit(snap, &document, kind, index, &id, status)
     }
 
     fn node_info(&self, snap: &Snapshot) -> Value {
@@ -480,7 +481,7 @@ impl Admin {
             Ok(t) => t,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
-        match self.control.replace(&text) {
+        match self.control.replace(None, &text) {
             Ok(snap) => {
                 let mut out = serde_json::Map::new();
                 for &name in export::COLLECTIONS {

@@ -47,8 +47,11 @@ pub trait Control: Send + Sync + 'static {
     /// The configuration serving now.
     fn current(&self) -> Arc<Snapshot>;
     /// Validate a whole declarative configuration and, if valid, store it (in database mode)
-    /// and serve it; the configuration now serving is returned.
-    fn replace(&self, text: &str) -> Result<Arc<Snapshot>, ReplaceError>;
+    /// and serve it; the configuration now serving is returned. `base` is the configuration
+    /// `text` was computed from (a change to one entity): the write is refused as a conflict
+    /// if the stored configuration has moved on from it, so that it cannot undo another
+    /// node's write. Without a base, `text` replaces whatever is stored.
+    fn replace(&self, base: Option<&Snapshot>, text: &str) -> Result<Arc<Snapshot>, ReplaceError>;
     /// Client connections the proxy has accepted since it started.
     fn connections_accepted(&self) -> u64;
     /// The node's database, if it has one.

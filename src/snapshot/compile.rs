@@ -357,6 +357,7 @@ pub fn compile_with_addresses(
         consumers,
         certificates: Arc::new(certificates),
         doc,
+        stored_version: 0,
     })
 }
 

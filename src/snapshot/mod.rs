@@ -88,6 +88,9 @@ pub struct Snapshot {
     pub certificates: Arc<crate::tls::CertStore>,
     /// The document this snapshot was compiled from (for export and diffing).
     pub doc: ConfigDoc,
+    /// Database mode: the stored version this configuration is (0 otherwise). An Admin API
+    /// write computed from it is stored only if the database is still at that version.
+    pub stored_version: i64,
 }
 
 /// A route as the data plane needs it.

@@ -270,6 +270,7 @@ fn nodes_on_one_postgres_database_follow_each_others_writes() {
             })
             .await
             .expect("the other node follows");
+            eprintln!("{name}: the other node served it {took:?} after the 201");
             assert!(took < Duration::from_secs(1), "took {took:?}");
         }
         // A write computed from an old version is refused: b serves "from-b" (version 2); a
@@ -568,4 +569,406 @@ fn a_lost_database_keeps_the_proxy_serving_and_writes_answer_503() {
     });
     node.signal("-TERM");
     node.assert_exits_cleanly();
+}
+
+/// What one single-entity write got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// 201: acknowledged, so it must survive anything.
+    Acked,
+    /// 409: another write reached the database first; nothing was stored.
+    Conflict,
+    /// No answer: the node died with the request in flight (stored or not).
+    NoAnswer,
+    /// Any other answer, which a test of healthy writes does not expect.
+    Other(u16),
+}
+
+/// `POST /consumers` with `username=prefix-N`, N = 0, 1, … until the node stops answering;
+/// every name attempted, with what it got. `acked` counts the 201s as they come.
+async fn write_consumers(
+    admin: String,
+    prefix: String,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<(String, Outcome)> {
+    let mut outcomes = Vec::new();
+    for n in 0.. {
+        let name = format!("{prefix}-{n}");
+        let sent = client()
+            .post(format!("http://{admin}/consumers"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username={name}"))
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(r) if r.status() == 201 => {
+                acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Outcome::Acked
+            }
+            Ok(r) if r.status() == 409 => Outcome::Conflict,
+            Ok(r) => Outcome::Other(r.status().as_u16()),
+            Err(_) => Outcome::NoAnswer,
+        };
+        outcomes.push((name, outcome));
+        if outcome == Outcome::NoAnswer {
+            break;
+        }
+    }
+    outcomes
+}
+
+/// Every consumer's username, following the list's pages.
+async fn all_usernames(node: &Running) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut path = "/consumers?size=1000".to_string();
+    loop {
+        let page = admin_json(node, &path).await;
+        let data = page["data"].as_array().expect("a page of consumers");
+        names.extend(
+            data.iter()
+                .map(|c| c["username"].as_str().unwrap_or_default().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = next.to_string(),
+            None => return names,
+        }
+    }
+}
+
+/// A small deterministic generator for kill delays; the seed is printed so that a failing
+/// run can be told apart from the others.
+struct Jitter(u64);
+
+impl Jitter {
+    fn from_clock() -> Jitter {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos());
+        Jitter(u64::from(nanos) | 1)
+    }
+
+    /// A number in `low..high`.
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        // xorshift64
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        low + self.0 % (high - low)
+    }
+}
+
+/// Writers on `nodes` (two each) creating consumers until the nodes are killed at a random
+/// moment, `rounds` times; after each kill `check_store` looks at the database as the kill
+/// left it, and a restarted node must serve every acknowledged write and nothing that was
+/// never attempted. Returns the acknowledged writes of each round.
+fn single_writes_survive_sigkill(
+    url: &str,
+    nodes_per_round: usize,
+    rounds: usize,
+    check_store: impl Fn(&tokio::runtime::Runtime),
+) -> Vec<usize> {
+    let rt = runtime();
+    let mut jitter = Jitter::from_clock();
+    let seed = jitter.0;
+    let mut attempted = std::collections::HashSet::new();
+    let mut acked_total = std::collections::HashSet::new();
+    let mut per_round = Vec::new();
+    for round in 0..rounds {
+        let mut nodes: Vec<Running> = (0..nodes_per_round)
+            .map(|_| Running::start_database(url, &[]))
+            .collect();
+        let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writers: Vec<_> = (0..2 * nodes_per_round)
+            .map(|w| {
+                let admin = nodes[w % nodes_per_round].admin.clone();
+                let prefix = format!("u{round}w{w}");
+                rt.spawn(write_consumers(admin, prefix, acked_so_far.clone()))
+            })
+            .collect();
+        // A few writes first, so that every round has some to lose, then a random moment.
+        let started = Instant::now();
+        while acked_so_far.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "round {round}: no writes acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let delay = jitter.between(50, 700);
+        std::thread::sleep(Duration::from_millis(delay));
+        for node in &mut nodes {
+            node.kill();
+        }
+        let (mut acked, mut conflicts, mut no_answer) = (Vec::new(), 0, 0);
+        for writer in writers {
+            for (name, outcome) in rt.block_on(writer).expect("writer task") {
+                match outcome {
+                    Outcome::Acked => acked.push(name.clone()),
+                    Outcome::Conflict => conflicts += 1,
+                    Outcome::NoAnswer => no_answer += 1,
+                    Outcome::Other(status) => {
+                        panic!("round {round} (seed {seed}): {name} answered {status}")
+                    }
+                }
+                attempted.insert(name);
+            }
+        }
+        eprintln!(
+            "round {round}: killed {delay} ms after the third 201; {} acknowledged, {conflicts} conflicts, {no_answer} in flight",
+            acked.len()
+        );
+        per_round.push(acked.len());
+        acked_total.extend(acked.iter().cloned());
+
+        check_store(&rt);
+        let node = Running::start_database(url, &[]);
+        rt.block_on(async {
+            let stored: std::collections::HashSet<String> =
+                all_usernames(&node).await.into_iter().collect();
+            let mut lost: Vec<&String> = acked_total.difference(&stored).collect();
+            lost.sort();
+            assert!(
+                lost.is_empty(),
+                "round {round} (seed {seed}): acknowledged but lost: {lost:?}"
+            );
+            let unknown: Vec<&String> = stored.difference(&attempted).collect();
+            assert!(unknown.is_empty(), "never attempted: {unknown:?}");
+            for name in &acked {
+                let resp = client()
+                    .get(format!("http://{}/consumers/{name}", node.admin))
+                    .send()
+                    .await
+                    .expect("GET consumer");
+                assert_eq!(resp.status(), 200, "{name}");
+            }
+        });
+        node.signal("-TERM");
+        node.assert_exits_cleanly();
+    }
+    per_round
+}
+
+#[test]
+fn acknowledged_single_writes_survive_sigkill_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gatehouse.db");
+    let url = format!("sqlite://{}", file.display());
+    let per_round = single_writes_survive_sigkill(&url, 1, 4, |rt| {
+        // The file as the kill left it (plus its write-ahead log) passes SQLite's own check.
+        let verdict: Vec<String> = rt.block_on(async {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file);
+            let pool = sqlx::SqlitePool::connect_with(options)
+                .await
+                .expect("open the database file");
+            let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+                .fetch_all(&pool)
+                .await
+                .expect("integrity_check");
+            pool.close().await;
+            rows.into_iter().map(|(r,)| r).collect()
+        });
+        assert_eq!(verdict, ["ok"]);
+    });
+    assert!(
+        per_round.iter().all(|&n| n >= 3) && per_round.iter().sum::<usize>() >= 15,
+        "too few acknowledged writes to mean anything: {per_round:?}"
+    );
+}
+
+/// Two nodes on one database, two writers on each: every write on one node makes the other
+/// reload, and a write computed from the configuration that reload replaced must be refused
+/// (409), never stored over the other node's acknowledged write.
+#[test]
+fn acknowledged_single_writes_survive_sigkill_on_postgres() {
+    let rt = runtime();
+    let db = rt.block_on(PgDatabase::create());
+    let per_round = single_writes_survive_sigkill(&db.url, 2, 4, |_| {});
+    assert!(
+        per_round.iter().all(|&n| n >= 3) && per_round.iter().sum::<usize>() >= 15,
+        "too few acknowledged writes to mean anything: {per_round:?}"
+    );
+}
+
+/// A client sending `GET path` through the proxy from `after` on until `stop`: when each request that got 200
+/// started and ended, and every other outcome (status or error).
+async fn keep_requesting(
+    proxy: String,
+    path: &'static str,
+    after: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<(Instant, Instant)>, Vec<String>) {
+    tokio::time::sleep(after).await;
+    let c = client();
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let start = Instant::now();
+        match c.get(format!("http://{proxy}{path}")).send().await {
+            Ok(r) if r.status() == 200 => ok.push((start, Instant::now())),
+            Ok(r) => failed.push(format!("{path}: {}", r.status())),
+            Err(e) => failed.push(format!("{path}: {e}")),
+        }
+    }
+    (ok, failed)
+}
+
+/// Routes created through the Admin API while clients keep the proxy busy (slow requests
+/// among them, so that the new configuration lands while they are in flight): each is served
+/// within 100 ms of its 201 on the node that took the write, and no request fails; with a
+/// `follower` node on the same database, it serves each within 1 s.
+fn writes_reach_the_proxy(url: &str, follower: bool) {
+    const WRITES: usize = 8;
+    let rt = runtime();
+    let up = rt.block_on(Upstream::start());
+    let node = Running::start_database(url, &[]);
+    let other = follower.then(|| Running::start_database(url, &[]));
+    let target = format!("http://{}", up.addr());
+    let (local, remote, first_try) = rt.block_on(async {
+        let service = format!("name=base&url={target}");
+        assert_eq!(form(&node, "/services", &service).await.0, 201);
+        assert_eq!(
+            form(&node, "/services/base/routes", "paths[]=/base")
+                .await
+                .0,
+            201
+        );
+        assert_eq!(status(&node, "/base").await, 200);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = [
+            "/base/delay/200",
+            "/base/delay/200",
+            "/base/delay/200",
+            "/base/delay/200",
+            "/base",
+        ]
+        .into_iter()
+        .zip(0..)
+        .map(|(path, i)| {
+            // Staggered, so that some slow request is always in flight.
+            let after = Duration::from_millis(50 * i);
+            tokio::spawn(keep_requesting(
+                node.addr.clone(),
+                path,
+                after,
+                stop.clone(),
+            ))
+        })
+        .collect();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (mut local, mut remote, mut first_try) = (Vec::new(), Vec::new(), 0);
+        let mut writes = Vec::new();
+        for i in 0..WRITES {
+            let name = format!("new{i}");
+            let sent = Instant::now();
+            let (created, body) = form(
+                &node,
+                "/services/base/routes",
+                &format!("name={name}&paths[]=/{name}"),
+            )
+            .await;
+            assert_eq!(created, 201, "{body}");
+            let acked = Instant::now();
+            writes.push((sent, acked));
+            let path = format!("/{name}");
+            // Poll every few milliseconds: the first 200 is when the write took effect.
+            let serves = |n: &Running| {
+                let path = path.clone();
+                let proxy = n.addr.clone();
+                async move {
+                    let mut polls = 0u32;
+                    loop {
+                        polls += 1;
+                        let answered = client()
+                            .get(format!("http://{proxy}{path}"))
+                            .send()
+                            .await
+                            .map_or(0, |r| r.status().as_u16());
+                        if answered == 200 {
+                            return polls;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            };
+            let (took, polls) = tokio::time::timeout(Duration::from_secs(1), serves(&node))
+                .await
+                .map(|polls| (acked.elapsed(), polls))
+                .unwrap_or_else(|_| panic!("{name} not served within 1 s of its 201"));
+            local.push(took);
+            first_try += usize::from(polls == 1);
+            if let Some(other) = &other {
+                let took = tokio::time::timeout(Duration::from_secs(3), serves(other))
+                    .await
+                    .map(|_| acked.elapsed())
+                    .unwrap_or_else(|_| panic!("the other node does not serve {name}"));
+                remote.push(took);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut served, mut failed) = (Vec::new(), Vec::new());
+        for c in clients {
+            let (ok, errors) = c.await.expect("client task");
+            served.extend(ok);
+            failed.extend(errors);
+        }
+        assert!(failed.is_empty(), "requests in flight failed: {failed:?}");
+        // A write landed during a request if the request started before the write was sent and
+        // ended after its answer.
+        let during = writes
+            .iter()
+            .filter(|(sent, acked)| served.iter().any(|(s, e)| s < sent && e > acked))
+            .count();
+        eprintln!(
+            "{} requests through the proxy, none failed; {during} of {WRITES} writes landed \
+             while a request was in flight",
+            served.len()
+        );
+        assert!(
+            during >= WRITES / 4,
+            "only {during} writes overlapped a request"
+        );
+        (local, remote, first_try)
+    });
+    let summary = |times: &[Duration]| {
+        let mut sorted = times.to_vec();
+        sorted.sort();
+        (sorted[sorted.len() / 2], sorted[sorted.len() - 1])
+    };
+    let (median, max) = summary(&local);
+    eprintln!(
+        "same node: median {median:?}, max {max:?}; {first_try} of {WRITES} served on the \
+         first request after the 201"
+    );
+    for (i, took) in local.iter().enumerate() {
+        assert!(*took < Duration::from_millis(100), "new{i}: {took:?}");
+    }
+    if follower {
+        let (median, max) = summary(&remote);
+        eprintln!("other node: median {median:?}, max {max:?}");
+        for (i, took) in remote.iter().enumerate() {
+            assert!(
+                *took < Duration::from_secs(1),
+                "new{i} on the other node: {took:?}"
+            );
+        }
+    }
+    node.signal("-TERM");
+    node.assert_exits_cleanly();
+    if let Some(other) = other {
+        other.signal("-TERM");
+        other.assert_exits_cleanly();
+    }
+}
+
+#[test]
+fn a_write_reaches_the_proxy_within_100ms_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+    writes_reach_the_proxy(&url, false);
+}
+
+#[test]
+fn a_write_reaches_the_proxy_within_100ms_on_postgres_and_the_other_node_within_1s() {
+    let rt = runtime();
+    let db = rt.block_on(PgDatabase::create());
+    writes_reach_the_proxy(&db.url, true);
 }
