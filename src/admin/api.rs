@@ -744,14 +744,32 @@ fn cascade<'a>(collection: &str, field: &'a str) -> Vec<(&'static str, &'a str)>
 }
 
 /// Kong's answer to an invalid entity: `400` schema violation with `fields` (paths relative
-/// to the entity at `at`), or `409` when a unique field is taken.
+/// to the entity at `at`), or `409` when a unique field is taken (Kong's `UNIQUE violation
+/// detected on '{name="example"}'`, with the taken value in `fields`).
 fn schema_violation(errors: &ConfigErrors, at: &str) -> Reply {
     let prefix = format!("{at}.");
     let mut fields = serde_json::Map::new();
-    let mut unique = false;
+    let mut taken = serde_json::Map::new();
     for e in &errors.0 {
-        unique |= is_unique_violation(&e.message);
-        if e.path == at {
+        let field = if e.path == at {
+            None
+        } else {
+            Some(e.path.strip_prefix(&prefix).unwrap_or(&e.path))
+        };
+        if is_unique_violation(&e.message) {
+            // The value named in the message; secrets (a key-auth key) are not repeated.
+            let value = e
+                .message
+                .split('`')
+                .nth(1)
+                .map_or(Value::Null, |v| json!(v));
+            let field = field.unwrap_or("cache_key").to_string();
+            taken.insert(field.clone(), value);
+            // Reported with the rest when the entity is also invalid otherwise (a 400).
+            fields.insert(field, json!(e.message));
+            continue;
+        }
+        let Some(field) = field else {
             // About the entity as a whole: a required field it lacks is named, as Kong does;
             // anything else goes under Kong's `@entity`.
             match e
@@ -773,38 +791,47 @@ fn schema_violation(errors: &ConfigErrors, at: &str) -> Reply {
                 }
             }
             continue;
-        }
-        let field = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
+        };
         fields.insert(field.to_string(), json!(e.message));
     }
-    let summary: Vec<String> = fields
-        .iter()
-        .map(|(f, m)| match m {
-            Value::Array(list) => list
-                .iter()
-                .map(|m| m.as_str().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(", "),
-            m => format!("{f}: {}", m.as_str().unwrap_or_default()),
-        })
-        .collect();
-    if unique {
+    if !taken.is_empty() && taken.len() == fields.len() {
+        let keys: Vec<String> = taken
+            .iter()
+            .map(|(f, v)| match v.as_str() {
+                Some(v) => format!("{f}=\"{v}\""),
+                None => f.clone(),
+            })
+            .collect();
         return json_response(
             StatusCode::CONFLICT,
             &json!({
                 "code": 5,
                 "name": "unique constraint violation",
-                "message": format!("UNIQUE violation detected ({})", summary.join(", ")),
-                "fields": fields,
+                "message": format!("UNIQUE violation detected on '{{{}}}'", keys.join(",")),
+                "fields": taken,
             }),
         );
     }
+    // Kong: entity-level errors first, then `field: message`, `;`-separated.
+    let mut summary: Vec<String> = Vec::new();
+    if let Some(Value::Array(list)) = fields.get("@entity") {
+        summary.extend(list.iter().filter_map(Value::as_str).map(String::from));
+    }
+    for (f, m) in &fields {
+        if let Some(m) = m.as_str() {
+            summary.push(format!("{f}: {m}"));
+        }
+    }
+    let message = match summary.len() {
+        1 => format!("schema violation ({})", summary[0]),
+        n => format!("{n} schema violations ({})", summary.join("; ")),
+    };
     json_response(
         StatusCode::BAD_REQUEST,
         &json!({
             "code": 2,
             "name": "schema violation",
-            "message": format!("schema violation ({})", summary.join(", ")),
+            "message": message,
             "fields": fields,
         }),
     )
@@ -963,7 +990,48 @@ mod tests {
                 answer(schema_violation(&errors(&[("x[0].f", message)]), "x[0]")).await;
             assert_eq!(status, StatusCode::CONFLICT, "{message}");
             assert_eq!(body["code"], 5, "{message}");
+            assert!(body["fields"].get("f").is_some(), "{body}");
         }
+        // Kong's wording, with the taken value (not repeated for a secret).
+        let (_, body) = answer(schema_violation(
+            &errors(&[(
+                "services[2].name",
+                "duplicate name `example`: already declared",
+            )]),
+            "services[2]",
+        ))
+        .await;
+        assert_eq!(
+            body["message"],
+            "UNIQUE violation detected on '{name=\"example\"}'"
+        );
+        assert_eq!(body["fields"], json!({"name": "example"}));
+        let (_, body) = answer(schema_violation(
+            &errors(&[(
+                "keyauth_credentials[0].key",
+                "another key-auth credential has the same key",
+            )]),
+            "keyauth_credentials[0]",
+        ))
+        .await;
+        assert_eq!(body["message"], "UNIQUE violation detected on '{key}'");
+        // Taken and otherwise invalid: a schema violation naming both.
+        let (status, body) = answer(schema_violation(
+            &errors(&[
+                (
+                    "services[2].name",
+                    "duplicate name `example`: already declared",
+                ),
+                ("services[2].port", "invalid value"),
+            ]),
+            "services[2]",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["message"],
+            "2 schema violations (name: duplicate name `example`: already declared; port: invalid value)"
+        );
         let (status, _) = answer(schema_violation(
             &errors(&[(
                 "routes[0].headers",
