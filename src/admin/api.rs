@@ -42,6 +42,9 @@ pub struct Admin {
     control: Arc<dyn Control>,
     node: NodeInfo,
     access: Access,
+    /// Held by a write from the snapshot it starts from to its answer: writes to one node
+    /// follow each other (each sees the last), while reads go on.
+    writes: tokio::sync::Mutex<()>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -52,6 +55,7 @@ impl Admin {
             control,
             node,
             access,
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -120,6 +124,11 @@ impl Admin {
         if !get && route.writes_need_database && self.control.store().is_none() {
             return read_only(route.op, method);
         }
+        let _writing = if get {
+            None
+        } else {
+            Some(self.writes.lock().await)
+        };
         let snap = self.control.current();
         let key = params.first().copied().unwrap_or_default();
         match route.op {
@@ -130,15 +139,18 @@ impl Admin {
             })),
             Op::OpenApi => ok(openapi::document().clone()),
             Op::Config if get => ok(json!({ "config": export_text(&snap) })),
-            Op::Config => self.replace_config(req),
+            Op::Config => self.replace_config(req).await,
             Op::PluginsEnabled => ok(json!({ "enabled_plugins": KNOWN_PLUGINS })),
             Op::PluginSchema => found(schemas::plugin(key)),
             Op::EntitySchema(kind) => found(schemas::entity(kind)),
             Op::EntityValidate(kind) => self.validate(&snap, kind, req),
             Op::UpstreamHealth => upstream_health(&snap, key, req),
             Op::Collection(kind) if get => list(req, kind.list(&snap)),
-            Op::Collection(kind) => self.create(&snap, kind, None, req),
-            Op::Entity(kind) => self.entity(&snap, kind, kind.find(&snap, key), key, None, req),
+            Op::Collection(kind) => self.create(&snap, kind, None, req).await,
+            Op::Entity(kind) => {
+                self.entity(&snap, kind, kind.find(&snap, key), key, None, req)
+                    .await
+            }
             Op::Children {
                 parent,
                 child,
@@ -159,6 +171,7 @@ impl Admin {
                     )
                 } else {
                     self.create(&snap, child, Some((field, owner_id)), req)
+                        .await
                 }
             }
             Op::Child {
@@ -181,6 +194,7 @@ impl Admin {
                     return not_found();
                 }
                 self.entity(&snap, child, found, child_key, Some((field, owner_id)), req)
+                    .await
             }
             Op::Parent {
                 child,
@@ -195,15 +209,16 @@ impl Admin {
                 };
                 let found = parent.find(&snap, &parent_id);
                 self.entity(&snap, parent, found, &parent_id, None, req)
+                    .await
             }
         }
     }
 
     /// One entity of `kind` addressed by `key` (`found` is what it names now): `GET`, `PUT`
     /// (upsert), `PATCH` or `DELETE`. `parent` is the reference a nested path implies.
-    fn entity(
+    async fn entity(
         &self,
-        snap: &Snapshot,
+        snap: &Arc<Snapshot>,
         kind: Kind,
         found: Option<Value>,
         key: &str,
@@ -212,9 +227,9 @@ impl Admin {
     ) -> Reply {
         match (req.method, found) {
             (m, found) if *m == Method::GET || *m == Method::HEAD => self::found(found),
-            (m, _) if *m == Method::PUT => self.upsert(snap, kind, key, parent, req),
+            (m, _) if *m == Method::PUT => self.upsert(snap, kind, key, parent, req).await,
             (m, Some(entity)) if *m == Method::PATCH || *m == Method::DELETE => {
-                self.change(snap, kind, &entity, req)
+                self.change(snap, kind, &entity, req).await
             }
             // Kong answers the deletion of an entity that is not there with 204 too.
             (m, None) if *m == Method::DELETE => no_content(),
@@ -239,9 +254,9 @@ impl Admin {
     /// validated and stored as a whole like `POST /config`, then the entity as Kong shows it.
     /// `parent` is the reference a nested endpoint implies (`service` of
     /// `/services/{s}/routes`, say).
-    fn create(
+    async fn create(
         &self,
-        snap: &Snapshot,
+        snap: &Arc<Snapshot>,
         kind: Kind,
         parent: Option<(&str, &str)>,
         req: &AdminRequest<'_>,
@@ -249,6 +264,7 @@ impl Admin {
         match new_entity(snap, kind, parent, req) {
             Ok((document, index, id)) => {
                 self.commit(snap, &document, kind, index, &id, StatusCode::CREATED)
+                    .await
             }
             Err(message) => error(StatusCode::BAD_REQUEST, &message),
         }
@@ -257,16 +273,16 @@ impl Admin {
     /// Store and serve `document` (computed from `base`), in which entity `id` of `kind` (at
     /// `index` of its collection) was created or changed; answer `status` with the entity as
     /// it is now served (`204` without a body for `NO_CONTENT`), or the error.
-    fn commit(
+    async fn commit(
         &self,
-        base: &Snapshot,
+        base: &Arc<Snapshot>,
         document: &Value,
         kind: Kind,
         index: usize,
         id: &str,
         status: StatusCode,
     ) -> Reply {
-        match self.control.replace(Some(base), &document.to_string()) {
+        match self.replace(Some(base.clone()), document.to_string()).await {
             Ok(_) if status == StatusCode::NO_CONTENT => no_content(),
             Ok(now_serving) => match kind.find(&now_serving, id) {
                 Some(entity) => json_response(status, &entity),
@@ -282,11 +298,28 @@ impl Admin {
         }
     }
 
+    /// [`Control::replace`] on the blocking pool: it waits for the database, and reads must
+    /// not wait with it (`/status` answers at once while the database is slow or gone).
+    async fn replace(
+        &self,
+        base: Option<Arc<Snapshot>>,
+        text: String,
+    ) -> Result<Arc<Snapshot>, ReplaceError> {
+        let control = self.control.clone();
+        tokio::task::spawn_blocking(move || control.replace(base.as_deref(), &text))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ReplaceError::Unavailable(
+                    "the write was interrupted".into(),
+                ))
+            })
+    }
+
     /// `PUT`: the entity named by `key` (id or natural key) replaced as a whole by the body, or
     /// created with that id or name (Kong's upsert). `parent` as for `POST`.
-    fn upsert(
+    async fn upsert(
         &self,
-        snap: &Snapshot,
+        snap: &Arc<Snapshot>,
         kind: Kind,
         key: &str,
         parent: Option<(&str, &str)>,
@@ -330,13 +363,20 @@ impl Admin {
         generate(kind, &mut entity);
         let (document, index) = with_entity(snap, kind, &id, entity);
         self.commit(snap, &document, kind, index, &id, StatusCode::OK)
+            .await
     }
 
     /// `PATCH` (fields merged in; a plugin's `config` merged key by key) or `DELETE` (with
     /// Kong's cascade: a consumer's credentials and plugins, a route's or service's plugins, an
     /// upstream's targets, a certificate's SNIs; a service that routes still use is refused)
     /// of `entity`, stored and served like `POST`.
-    fn change(&self, snap: &Snapshot, kind: Kind, entity: &Value, req: &AdminRequest<'_>) -> Reply {
+    async fn change(
+        &self,
+        snap: &Arc<Snapshot>,
+        kind: Kind,
+        entity: &Value,
+        req: &AdminRequest<'_>,
+    ) -> Reply {
         let id = id_of(entity).unwrap_or_default().to_string();
         let mut document = export::declarative(&snap.doc);
         let deleting = *req.method == Method::DELETE;
@@ -419,7 +459,7 @@ impl Admin {
         } else {
             StatusCode::OK
         };
-        self.commit(snap, &document, kind, index, &id, status)
+        self.commit(snap, &document, kind, index, &id, status).await
     }
 
     fn node_info(&self, snap: &Snapshot) -> Value {
@@ -476,12 +516,12 @@ impl Admin {
 
     /// Kong's `POST /config`: a whole declarative configuration (the body itself as JSON or
     /// YAML, or its text in a `config` field of a JSON or form body), validated, then applied.
-    fn replace_config(&self, req: &AdminRequest<'_>) -> Reply {
+    async fn replace_config(&self, req: &AdminRequest<'_>) -> Reply {
         let text = match config_text(req) {
             Ok(t) => t,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
-        match self.control.replace(None, &text) {
+        match self.replace(None, text).await {
             Ok(snap) => {
                 let mut out = serde_json::Map::new();
                 for &name in export::COLLECTIONS {

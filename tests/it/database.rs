@@ -972,3 +972,54 @@ fn a_write_reaches_the_proxy_within_100ms_on_postgres_and_the_other_node_within_
     let db = rt.block_on(PgDatabase::create());
     writes_reach_the_proxy(&db.url, true);
 }
+
+/// A write that waits for the database (another session holds the configuration's row lock)
+/// does not hold up reads: `/status` and the entity lists answer at once, and the write
+/// completes when the lock goes.
+#[test]
+fn reads_go_on_while_a_write_waits_for_the_database() {
+    use sqlx::Connection;
+    let rt = runtime();
+    let up = rt.block_on(Upstream::start());
+    let db = rt.block_on(PgDatabase::create());
+    let node = Running::start_database(&db.url, &[]);
+    rt.block_on(async {
+        assert_eq!(
+            post_config(&node, &document(&up, "first")).await.status(),
+            201
+        );
+        let mut blocker = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        sqlx::query("BEGIN")
+            .execute(&mut blocker)
+            .await
+            .expect("BEGIN");
+        sqlx::query("SELECT version FROM gatehouse_state WHERE name = 'config' FOR UPDATE")
+            .execute(&mut blocker)
+            .await
+            .expect("lock");
+        let admin = node.admin.clone();
+        let write = tokio::spawn(async move {
+            client()
+                .post(format!("http://{admin}/consumers"))
+                .json(&json!({ "username": "waiting" }))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!write.is_finished(), "the write waits for the lock");
+        let started = Instant::now();
+        let health = admin_json(&node, "/status").await;
+        assert_eq!(health["database"]["reachable"], true);
+        assert_eq!(service_names(&node).await, vec!["first".to_string()]);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "reads took {took:?}");
+        sqlx::query("COMMIT")
+            .execute(&mut blocker)
+            .await
+            .expect("COMMIT");
+        assert_eq!(write.await.expect("join").expect("answer"), 201);
+        let consumer = admin_json(&node, "/consumers/waiting").await;
+        assert_eq!(consumer["username"], "waiting");
+    });
+}
