@@ -516,19 +516,23 @@ fn single_entities_are_patched_and_deleted_with_kongs_cascade() {
     });
 }
 
-/// The database goes away: the proxy keeps serving its configuration, writes answer 503 and
-/// `/status` says so; when the database is back, writes work again without a restart.
-#[test]
-fn a_lost_database_keeps_the_proxy_serving_and_writes_answer_503() {
+/// A node on a fresh PostgreSQL database serving [`document`] `name`.
+fn postgres_node_serving(name: &str) -> (tokio::runtime::Runtime, Upstream, PgDatabase, Running) {
     let rt = runtime();
     let up = rt.block_on(Upstream::start());
     let db = rt.block_on(PgDatabase::create());
     let node = Running::start_database(&db.url, &[]);
+    let answer = rt.block_on(post_config(&node, &document(&up, name)));
+    assert_eq!(answer.status(), 201);
+    (rt, up, db, node)
+}
+
+/// The database goes away: the proxy keeps serving its configuration, writes answer 503 and
+/// `/status` says so; when the database is back, writes work again without a restart.
+#[test]
+fn a_lost_database_keeps_the_proxy_serving_and_writes_answer_503() {
+    let (rt, up, db, node) = postgres_node_serving("before");
     rt.block_on(async {
-        assert_eq!(
-            post_config(&node, &document(&up, "before")).await.status(),
-            201
-        );
         assert_eq!(status(&node, "/before").await, 200);
 
         db.admin(
@@ -979,15 +983,8 @@ fn a_write_reaches_the_proxy_within_100ms_on_postgres_and_the_other_node_within_
 #[test]
 fn reads_go_on_while_a_write_waits_for_the_database() {
     use sqlx::Connection;
-    let rt = runtime();
-    let up = rt.block_on(Upstream::start());
-    let db = rt.block_on(PgDatabase::create());
-    let node = Running::start_database(&db.url, &[]);
+    let (rt, _up, db, node) = postgres_node_serving("first");
     rt.block_on(async {
-        assert_eq!(
-            post_config(&node, &document(&up, "first")).await.status(),
-            201
-        );
         let mut blocker = sqlx::PgConnection::connect(&db.url).await.expect("connect");
         sqlx::query("BEGIN")
             .execute(&mut blocker)
