@@ -12,11 +12,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Value, json};
 
 use super::access::{Access, Refusal};
-use super::form;
 use super::paging::{ListQuery, form_urlencoded_pairs};
 use super::routes::{self, Op};
 use super::views::{self, Kind, id_of, refers_to};
 use super::{Control, ReplaceError};
+use super::{form, multipart};
 use super::{openapi, schemas};
 use crate::config::{ConfigErrors, export};
 use crate::plugins::{KNOWN_PLUGINS, PLUGIN_PRIORITIES};
@@ -86,6 +86,22 @@ impl Admin {
             }
             Err(_) => return error(StatusCode::BAD_REQUEST, "cannot read the request body"),
         };
+        let mut content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let body = if multipart::is_multipart(content_type) {
+            match multipart::to_form(content_type, body).await {
+                Ok(form) => {
+                    content_type = "application/x-www-form-urlencoded";
+                    form
+                }
+                Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+            }
+        } else {
+            body
+        };
         let segments: Vec<String> = parts
             .uri
             .path()
@@ -98,11 +114,7 @@ impl Admin {
             method: &parts.method,
             path: parts.uri.path(),
             query: parts.uri.query(),
-            content_type: parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
+            content_type,
             body: &body,
         };
         self.dispatch(&request, &segments).await

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod api;
 pub mod form;
+pub mod multipart;
 pub mod openapi;
 pub mod paging;
 pub mod routes;

@@ -209,6 +209,9 @@ fn body_of(kind: Kind) -> Value {
             "application/x-www-form-urlencoded": {
                 "schema": { "type": "object", "description": "Kong's form keys: `paths[]=/a`, `config.minute=5`, `service.id=...`." },
             },
+            "multipart/form-data": {
+                "schema": { "type": "object", "description": "The same keys as parts (`curl -F cert=@site.pem`)." },
+            },
         },
     })
 }
@@ -277,6 +280,7 @@ fn operation(route: &Route, method: &Method) -> Value {
                         "application/json": { "schema": object },
                         "application/yaml": { "schema": { "type": "string" } },
                         "application/x-www-form-urlencoded": { "schema": { "type": "object", "properties": { "config": { "type": "string" } } } },
+                        "multipart/form-data": { "schema": { "type": "object", "properties": { "config": { "type": "string" } } } },
                     },
                 }),
             );

@@ -523,3 +523,56 @@ fn schemas_describe_plugins_fill_their_defaults_and_validate_without_storing() {
         );
     });
 }
+
+/// Kong's DB-less command, `curl -X POST /config -F config=@kong.yml`: a multipart body
+/// with the file as the `config` part replaces the configuration.
+#[test]
+fn config_is_replaced_from_a_multipart_file_as_kongs_curl_sends_it() {
+    let Node {
+        rt,
+        up,
+        admin,
+        gw,
+        _file,
+    } = start();
+    rt.block_on(async {
+        let yaml = format!(
+            "_format_version: \"3.0\"\nservices:\n- name: from-file\n  url: http://{}\n  routes:\n  - paths: [/from-file]\n",
+            up.addr()
+        );
+        let part = reqwest::multipart::Part::text(yaml)
+            .file_name("kong.yml")
+            .mime_str("application/x-yaml")
+            .expect("mime");
+        let form = reqwest::multipart::Form::new().part("config", part);
+        let resp = admin
+            .http
+            .post(format!("{}/config", admin.base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST /config");
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap_or_default());
+        let served = client()
+            .get(format!("http://{}/from-file", gw.addr))
+            .send()
+            .await
+            .expect("proxy");
+        assert_eq!(served.status(), 200);
+        // A broken multipart body is a 400 with a reason, not a 500.
+        let resp = admin
+            .http
+            .post(format!("{}/config", admin.base))
+            .header("content-type", "multipart/form-data; boundary=zz")
+            .body("--zz\r\nno headers end")
+            .send()
+            .await
+            .expect("POST /config");
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.expect("JSON");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("multipart")),
+            "{body}"
+        );
+    });
+}

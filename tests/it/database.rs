@@ -1020,3 +1020,39 @@ fn reads_go_on_while_a_write_waits_for_the_database() {
         assert_eq!(consumer["username"], "waiting");
     });
 }
+
+/// Kong's documented way to add a certificate: `curl -F cert=@site.pem -F key=@site.key -F
+/// snis[]=…`; the SNIs come with it.
+#[test]
+fn certificates_are_created_from_multipart_files_with_their_snis() {
+    let (rt, _up, _dir, url) = sqlite_setup();
+    let node = Running::start_database(&url, &[]);
+    let pki = crate::tls::Pki::new();
+    let leaf = pki.leaf(&["shop.example"]);
+    rt.block_on(async {
+        let file = |name: &str, text: &str| {
+            reqwest::multipart::Part::text(text.to_string())
+                .file_name(name.to_string())
+                .mime_str("application/x-pem-file")
+                .expect("mime")
+        };
+        let form = reqwest::multipart::Form::new()
+            .part("cert", file("site.pem", &leaf.cert))
+            .part("key", file("site.key", &leaf.key))
+            .text("snis[]", "shop.example")
+            .text("tags[]", "web");
+        let resp = client()
+            .post(format!("http://{}/certificates", node.admin))
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST /certificates");
+        let status = resp.status();
+        let created: Value = resp.json().await.expect("JSON");
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["tags"], json!(["web"]));
+        let id = created["id"].as_str().expect("id");
+        let snis = admin_json(&node, &format!("/certificates/{id}/snis")).await;
+        assert_eq!(snis["data"][0]["name"], "shop.example", "{snis}");
+    });
+}
