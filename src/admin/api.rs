@@ -157,6 +157,16 @@ impl Admin {
             Op::EntitySchema(kind) => found(schemas::entity(kind)),
             Op::EntityValidate(kind) => self.validate(&snap, kind, req),
             Op::UpstreamHealth => upstream_health(&snap, key, req),
+            Op::TargetHealth {
+                healthy,
+                by_address,
+            } => set_target_health(
+                &snap,
+                key,
+                params.get(1).copied().unwrap_or_default(),
+                by_address.then(|| params.get(2).copied().unwrap_or_default()),
+                healthy,
+            ),
             Op::Collection(kind) if get => list(req, kind.list(&snap)),
             Op::Collection(kind) => self.create(&snap, kind, None, req).await,
             Op::Entity(kind) => {
@@ -648,11 +658,13 @@ fn upstream_health(snap: &Snapshot, key: &str, req: &AdminRequest<'_>) -> Reply 
     let data: Vec<Value> = report
         .data
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             // The target entity it came from (a host name target gives one entry per address).
+            let origin = rt.origins.get(i).map_or(t.target.as_str(), |o| &**o);
             let entity = targets.iter().find(|e| {
                 refers_to(e, "upstream", upstream_id)
-                    && e.get("target").and_then(Value::as_str) == Some(t.target.as_str())
+                    && e.get("target").and_then(Value::as_str) == Some(origin)
             });
             let mut v = entity.cloned().unwrap_or_else(|| json!({}));
             if let Value::Object(m) = &mut v {
@@ -675,6 +687,45 @@ fn upstream_health(snap: &Snapshot, key: &str, req: &AdminRequest<'_>) -> Reply 
         }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.message),
     }
+}
+
+/// Kong's manual target health: every address of the target entity `target` of upstream
+/// `upstream` (or only `address`) set healthy or unhealthy on this node; `204`, or `404`
+/// when the upstream, the target or the address is not there.
+fn set_target_health(
+    snap: &Snapshot,
+    upstream: &str,
+    target: &str,
+    address: Option<&str>,
+    healthy: bool,
+) -> Reply {
+    let Some(upstream) = Kind::by_endpoint("upstreams").and_then(|k| k.find(snap, upstream)) else {
+        return not_found();
+    };
+    let upstream_id = id_of(&upstream).unwrap_or_default();
+    let entity = Kind::by_endpoint("targets").and_then(|k| {
+        k.list(snap)
+            .into_iter()
+            .find(|e| refers_to(e, "upstream", upstream_id) && k.is_named(e, target))
+    });
+    let name = upstream.get("name").and_then(Value::as_str).unwrap_or("");
+    let (Some(entity), Some(rt)) = (entity, snap.upstreams.iter().find(|u| u.name == name)) else {
+        return not_found();
+    };
+    let configured = entity.get("target").and_then(Value::as_str).unwrap_or("");
+    let mut found = false;
+    for (i, origin) in rt.origins.iter().enumerate() {
+        let matches_address =
+            address.is_none_or(|a| rt.targets.get(i).is_some_and(|t| &*t.key == a));
+        if &**origin == configured
+            && matches_address
+            && let Some(t) = rt.health.target(i)
+        {
+            t.state.set_health(healthy);
+            found = true;
+        }
+    }
+    if found { no_content() } else { not_found() }
 }
 
 /// The declarative text of the configuration serving now (JSON, which is also YAML).

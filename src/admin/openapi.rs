@@ -150,6 +150,9 @@ fn as_input(mut schema: Value) -> Value {
 fn path_parameter(route: &Route, name: &str) -> Value {
     let description = match route.op {
         Op::PluginSchema => "A plugin name.".to_string(),
+        Op::TargetHealth { .. } if name == "address" => {
+            "One address (`ip:port`) of a host name target.".to_string()
+        }
         _ => {
             let kind = KINDS.iter().find(|k| routes::singular(**k) == name);
             match kind {
@@ -230,7 +233,7 @@ fn subject(op: Op) -> Option<Kind> {
         Op::Collection(k) | Op::Entity(k) | Op::EntitySchema(k) | Op::EntityValidate(k) => Some(k),
         Op::Children { child, .. } | Op::Child { child, .. } => Some(child),
         Op::Parent { parent, .. } => Some(parent),
-        Op::UpstreamHealth => Kind::by_endpoint("upstreams"),
+        Op::UpstreamHealth | Op::TargetHealth { .. } => Kind::by_endpoint("upstreams"),
         _ => None,
     }
 }
@@ -325,6 +328,14 @@ fn operation(route: &Route, method: &Method) -> Value {
             responses =
                 Map::from_iter([("200".into(), ok_json("Targets with their `health`.", any))]);
             responses.extend(refs(&[("400", "BadRequest"), ("404", "NotFound")]));
+        }
+        (Op::TargetHealth { healthy, .. }, _) => {
+            summary = format!(
+                "Set the target (every address of a host name target, or one) {} on this node.",
+                if healthy { "healthy" } else { "unhealthy" }
+            );
+            responses = Map::from_iter([("204".into(), json!({ "description": "Set." }))]);
+            responses.extend(refs(&[("404", "NotFound")]));
         }
         (Op::Collection(k) | Op::Children { child: k, .. }, "GET") => {
             summary = format!(

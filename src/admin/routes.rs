@@ -36,6 +36,9 @@ pub enum Op {
     EntityValidate(Kind),
     /// `GET /upstreams/{upstream}/health`.
     UpstreamHealth,
+    /// `PUT /upstreams/{upstream}/targets/{target}[/{address}]/healthy` (or `unhealthy`): set
+    /// a target's health by hand (every address of a host name target, or one).
+    TargetHealth { healthy: bool, by_address: bool },
     /// `/{collection}`: list, create.
     Collection(Kind),
     /// `/{collection}/{key}`: read, upsert, update, delete.
@@ -85,6 +88,7 @@ const GET_POST: &[Method] = &[Method::GET, Method::POST];
 const POST: &[Method] = &[Method::POST];
 const ENTITY: &[Method] = &[Method::GET, Method::PUT, Method::PATCH, Method::DELETE];
 const PARENT: &[Method] = &[Method::GET, Method::PUT, Method::PATCH];
+const PUT_POST: &[Method] = &[Method::PUT, Method::POST];
 
 impl Route {
     /// The OpenAPI path template: `/services/{service}/routes`.
@@ -233,6 +237,36 @@ fn build() -> Vec<Route> {
             op: Op::UpstreamHealth,
             writes_need_database: false,
         });
+        if let Some(targets) = Kind::by_endpoint("targets") {
+            for healthy in [true, false] {
+                for by_address in [false, true] {
+                    let mut segments = vec![
+                        Segment::Literal(upstreams.endpoint),
+                        Segment::Param(singular(upstreams).into()),
+                        Segment::Literal(targets.endpoint),
+                        Segment::Param(singular(targets).into()),
+                    ];
+                    if by_address {
+                        segments.push(Segment::Param("address".into()));
+                    }
+                    segments.push(Segment::Literal(if healthy {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    }));
+                    routes.push(Route {
+                        segments,
+                        // Kong 3 takes `PUT`; `POST` as Kong 2 did.
+                        methods: PUT_POST,
+                        op: Op::TargetHealth {
+                            healthy,
+                            by_address,
+                        },
+                        writes_need_database: false,
+                    });
+                }
+            }
+        }
     }
     for &kind in KINDS {
         let key = || Segment::Param(singular(kind).into());

@@ -380,6 +380,20 @@ impl TargetState {
         );
     }
 
+    /// Set the target's health by hand (Kong's `PUT /upstreams/{u}/targets/{t}/healthy`,
+    /// `…/unhealthy`): healthy clears every counter and ejection; unhealthy holds until an
+    /// active check brings the target back (its `healthy.successes`) or a manual `healthy`.
+    pub fn set_health(&self, healthy: bool) {
+        if healthy {
+            self.reset();
+            self.restored_at.store(now_ms(), Ordering::Release);
+        } else {
+            self.eject_until.store(0, Ordering::Release);
+            self.word.store(UNHEALTHY, Ordering::Release);
+        }
+        self.log(healthy, "set through the Admin API");
+    }
+
     fn reset(&self) {
         self.word.store(0, Ordering::Release);
         self.eject_until.store(0, Ordering::Release);
@@ -462,12 +476,11 @@ impl UpstreamHealth {
             .map(|t| TargetReport {
                 target: t.addr.key.to_string(),
                 weight: t.weight,
-                health: if off {
-                    Health::HealthchecksOff
-                } else if t.is_healthy() {
-                    Health::Healthy
-                } else {
-                    Health::Unhealthy
+                // A target set unhealthy by hand is so whether checks run or not.
+                health: match (off, t.is_healthy()) {
+                    (_, false) => Health::Unhealthy,
+                    (true, true) => Health::HealthchecksOff,
+                    (false, true) => Health::Healthy,
                 },
             })
             .collect();

@@ -781,6 +781,7 @@ fn compile_upstream(
             }
         });
     let mut targets = Vec::new();
+    let mut origins: Vec<Arc<str>> = Vec::new();
     let mut weighted: Vec<(Arc<str>, u32)> = Vec::new();
     let mut seen = HashSet::new();
     for t in doc.targets.iter().filter(|t| t.parent == Some(index)) {
@@ -809,11 +810,13 @@ fn compile_upstream(
                         }
                         weighted.push((one.key.clone(), t.item.weight));
                         targets.push(Arc::new(one));
+                        origins.push(Arc::from(t.item.target.as_str()));
                     }
                 }
                 _ => {
                     weighted.push((addr.key.clone(), t.item.weight));
                     targets.push(Arc::new(addr));
+                    origins.push(Arc::from(t.item.target.as_str()));
                 }
             }
         }
@@ -830,6 +833,7 @@ fn compile_upstream(
     UpstreamRt {
         name: u.name.clone(),
         targets,
+        origins,
         host_header,
         health,
         balancer: Balancer::new(

@@ -161,6 +161,9 @@ pub struct UpstreamRt {
     pub name: String,
     /// Targets with a weight above 0, in declaration order (the balancer's indices).
     pub targets: Vec<Arc<TargetAddr>>,
+    /// For each of `targets`, the `target` of the entity it comes from (a host name target
+    /// gives one entry per address).
+    pub origins: Vec<Arc<str>>,
     pub host_header: Option<HeaderValue>,
     pub balancer: Balancer,
     /// For `consistent-hashing`: what the request's hash key is made of.

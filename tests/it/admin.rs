@@ -63,7 +63,11 @@ impl Admin {
         let resp = req.send().await.expect("admin request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
         (status, body)
     }
 
@@ -574,5 +578,101 @@ fn config_is_replaced_from_a_multipart_file_as_kongs_curl_sends_it() {
             body["message"].as_str().is_some_and(|m| m.contains("multipart")),
             "{body}"
         );
+    });
+}
+
+/// Kong's manual target health: a target set unhealthy gets no traffic and shows so in
+/// `/upstreams/{u}/health` (health checks need not be on), and comes back when set healthy.
+#[test]
+fn targets_are_set_unhealthy_and_healthy_by_hand() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (a, b) = rt.block_on(async { (Upstream::start().await, Upstream::start().await) });
+    let file = write(&format!(
+        r#"_format_version: "3.0"
+services:
+- name: pooled
+  host: pool
+  routes: [{{paths: [/pooled]}}]
+upstreams:
+- name: pool
+  targets: [{{target: "{a}"}}, {{target: "{b}"}}]
+"#,
+        a = a.addr(),
+        b = b.addr()
+    ));
+    let gw = Running::start(file.path());
+    let admin = Admin::of(&gw);
+    rt.block_on(async {
+        let http = client();
+        let send = |n: usize| {
+            let http = http.clone();
+            let url = format!("http://{}/pooled", gw.addr);
+            async move {
+                for _ in 0..n {
+                    let status = http.get(&url).send().await.expect("proxy").status();
+                    assert_eq!(status, 200);
+                }
+            }
+        };
+        let target = a.addr().to_string();
+        let (status, _) = admin
+            .call(
+                "PUT",
+                &format!("/upstreams/pool/targets/{target}/unhealthy"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+        let (_, health) = admin.get("/upstreams/pool/health").await;
+        let health_of = |health: &Value, t: &str| {
+            health["data"]
+                .as_array()
+                .and_then(|d| d.iter().find(|e| e["target"] == t))
+                .map(|e| e["health"].clone())
+        };
+        assert_eq!(
+            health_of(&health, &target),
+            Some(json!("UNHEALTHY")),
+            "{health}"
+        );
+        let before_a = a.requests().len();
+        let before_b = b.requests().len();
+        send(6).await;
+        assert_eq!(
+            a.requests().len(),
+            before_a,
+            "no traffic to the unhealthy target"
+        );
+        assert_eq!(b.requests().len(), before_b + 6);
+
+        // By address (Kong 2's POST also works), then back to healthy.
+        let (status, _) = admin
+            .call(
+                "POST",
+                &format!("/upstreams/pool/targets/{target}/{target}/healthy"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+        let (_, health) = admin.get("/upstreams/pool/health").await;
+        assert_eq!(
+            health_of(&health, &target),
+            Some(json!("HEALTHCHECKS_OFF")),
+            "{health}"
+        );
+        send(6).await;
+        assert!(a.requests().len() > before_a, "the target is back");
+
+        for path in [
+            "/upstreams/nope/targets/x/healthy".to_string(),
+            "/upstreams/pool/targets/10.9.9.9:1/healthy".to_string(),
+            format!("/upstreams/pool/targets/{target}/10.9.9.9:1/unhealthy"),
+        ] {
+            assert_eq!(admin.call("PUT", &path, None).await.0, 404, "{path}");
+        }
     });
 }

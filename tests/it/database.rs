@@ -51,7 +51,7 @@ async fn post_config(node: &Running, body: &Value) -> reqwest::Response {
 }
 
 /// `GET path` on the node's Admin API, as JSON.
-async fn admin_json(node: &Running, path: &str) -> Value {
+pub(crate) async fn admin_json(node: &Running, path: &str) -> Value {
     client()
         .get(format!("http://{}{path}", node.admin))
         .send()

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::cli::Running;
+use crate::database::admin_json;
 use crate::support::{Upstream, client};
 use crate::tls::Pki;
 
@@ -43,14 +44,7 @@ fn fixture(up: &Upstream, pki: &Pki) -> Value {
 /// The value for each path parameter: a natural key, or an id read from the node.
 async fn parameters(node: &Running) -> Vec<(&'static str, String)> {
     let first_id = |path: &'static str| async move {
-        let body: Value = client()
-            .get(format!("http://{}{path}", node.admin))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let body = admin_json(node, path).await;
         body["data"][0]["id"]
             .as_str()
             .unwrap_or_else(|| panic!("no entity at {path}: {body}"))
@@ -72,7 +66,17 @@ async fn parameters(node: &Running) -> Vec<(&'static str, String)> {
         ("hmac_auth", "alice-h".into()),
         ("acl", "admins".into()),
         ("name", "key-auth".into()),
+        ("address", node_target(node).await),
     ]
+}
+
+/// The address of the fixture's one upstream target (the upstream itself).
+async fn node_target(node: &Running) -> String {
+    let body = admin_json(node, "/upstreams/u1/health").await;
+    body["data"][0]["target"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no target: {body}"))
+        .to_string()
 }
 
 /// A response object, with a `$ref` into `components.responses` followed.
