@@ -153,6 +153,8 @@ impl Admin {
             Op::Config if get => ok(json!({ "config": export_text(&snap) })),
             Op::Config => self.replace_config(req).await,
             Op::PluginsEnabled => ok(json!({ "enabled_plugins": KNOWN_PLUGINS })),
+            Op::Tags => list_unfiltered(req, tagged(&snap, None)),
+            Op::Tag => list_unfiltered(req, tagged(&snap, Some(key))),
             Op::PluginSchema => found(schemas::plugin(key)),
             Op::EntitySchema(kind) => found(schemas::entity(kind)),
             Op::EntityValidate(kind) => self.validate(&snap, kind, req),
@@ -635,6 +637,43 @@ fn new_entity(
 fn list(req: &AdminRequest<'_>, entities: Vec<Value>) -> Reply {
     match ListQuery::parse(req.query) {
         Ok(q) => ok(q.page(entities, req.path)),
+        Err(e) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "code": 9, "name": e.name, "message": e.message }),
+        ),
+    }
+}
+
+/// Kong's `/tags` entries: `{entity_name, entity_id, tag}` for every tag of every entity (of
+/// `only` that tag), by collection in the order of the declarative file.
+fn tagged(snap: &Snapshot, only: Option<&str>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for kind in views::KINDS {
+        for entity in kind.list(snap) {
+            let Some(tags) = entity.get("tags").and_then(Value::as_array) else {
+                continue;
+            };
+            for tag in tags.iter().filter_map(Value::as_str) {
+                if only.is_none_or(|t| t == tag) {
+                    out.push(json!({
+                        "entity_name": kind.collection,
+                        "entity_id": id_of(&entity),
+                        "tag": tag,
+                    }));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A page of `entries` that are not entities (`tags` does not filter them).
+fn list_unfiltered(req: &AdminRequest<'_>, entries: Vec<Value>) -> Reply {
+    match ListQuery::parse(req.query) {
+        Ok(q) if q.tags.is_some() => {
+            error(StatusCode::BAD_REQUEST, "`tags` cannot filter this list")
+        }
+        Ok(q) => ok(q.page(entries, req.path)),
         Err(e) => json_response(
             StatusCode::BAD_REQUEST,
             &json!({ "code": 9, "name": e.name, "message": e.message }),

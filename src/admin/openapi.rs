@@ -150,6 +150,7 @@ fn as_input(mut schema: Value) -> Value {
 fn path_parameter(route: &Route, name: &str) -> Value {
     let description = match route.op {
         Op::PluginSchema => "A plugin name.".to_string(),
+        Op::Tag => "A tag.".to_string(),
         Op::TargetHealth { .. } if name == "address" => {
             "One address (`ip:port`) of a host name target.".to_string()
         }
@@ -328,6 +329,42 @@ fn operation(route: &Route, method: &Method) -> Value {
             responses =
                 Map::from_iter([("200".into(), ok_json("Targets with their `health`.", any))]);
             responses.extend(refs(&[("400", "BadRequest"), ("404", "NotFound")]));
+        }
+        (Op::Tags | Op::Tag, _) => {
+            summary = if route.op == Op::Tags {
+                "Every tag of every entity.".into()
+            } else {
+                "The entities with one tag.".into()
+            };
+            op.insert("parameters".into(), json!([
+                { "name": "size", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                { "name": "offset", "in": "query", "schema": { "type": "string" } },
+            ]));
+            let entry = json!({
+                "type": "object",
+                "required": ["entity_name", "entity_id", "tag"],
+                "properties": {
+                    "entity_name": { "type": "string" },
+                    "entity_id": { "type": "string" },
+                    "tag": { "type": "string" },
+                },
+            });
+            responses = Map::from_iter([(
+                "200".into(),
+                ok_json(
+                    "A page.",
+                    json!({
+                        "type": "object",
+                        "required": ["data", "next"],
+                        "properties": {
+                            "data": { "type": "array", "items": entry },
+                            "next": { "type": ["string", "null"] },
+                            "offset": { "type": "string" },
+                        },
+                    }),
+                ),
+            )]);
+            responses.extend(refs(&[("400", "BadRequest")]));
         }
         (Op::TargetHealth { healthy, .. }, _) => {
             summary = format!(

@@ -27,6 +27,10 @@ pub enum Op {
     Config,
     /// `GET /plugins/enabled`.
     PluginsEnabled,
+    /// `GET /tags`: every tag of every entity (Kong's `{entity_name, entity_id, tag}`).
+    Tags,
+    /// `GET /tags/{tag}`: the entities with one tag.
+    Tag,
     /// `GET /schemas/plugins/{name}`: a plugin's schema in Kong's form.
     PluginSchema,
     /// `GET /schemas/{entity}`: an entity's schema in Kong's form.
@@ -215,7 +219,14 @@ fn build() -> Vec<Route> {
         fixed(&["openapi.json"], GET, Op::OpenApi),
         fixed(&["config"], GET_POST, Op::Config),
         fixed(&["plugins", "enabled"], GET, Op::PluginsEnabled),
+        fixed(&["tags"], GET, Op::Tags),
     ];
+    routes.push(Route {
+        segments: vec![Segment::Literal("tags"), Segment::Param("tag".into())],
+        methods: GET,
+        op: Op::Tag,
+        writes_need_database: false,
+    });
     routes.push(Route {
         segments: vec![
             Segment::Literal("schemas"),

@@ -676,3 +676,40 @@ upstreams:
         }
     });
 }
+
+#[test]
+fn tags_list_every_tagged_entity() {
+    let Node {
+        rt,
+        admin,
+        gw: _gw,
+        _file,
+        ..
+    } = start();
+    rt.block_on(async {
+        let (status, all) = admin.get("/tags").await;
+        assert_eq!(status, 200);
+        let entries = all["data"].as_array().expect("data");
+        assert_eq!(entries.len(), 2, "{all}");
+        assert_eq!(entries[0]["entity_name"], "services");
+        assert_eq!(entries[0]["tag"], "team-a");
+        let (_, users) = admin.get("/services/users").await;
+        assert_eq!(entries[0]["entity_id"], users["id"]);
+        let (_, one) = admin.get("/tags/team-b").await;
+        let (_, orders) = admin.get("/services/orders").await;
+        assert_eq!(
+            one["data"],
+            json!([{"entity_name": "services", "entity_id": orders["id"], "tag": "team-b"}])
+        );
+        let (_, none) = admin.get("/tags/nobody").await;
+        assert_eq!(none["data"], json!([]));
+        let (_, paged) = admin.get("/tags?size=1").await;
+        assert!(
+            paged["next"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("/tags?offset=")),
+            "{paged}"
+        );
+        assert_eq!(admin.get("/tags?tags=x").await.0, 400);
+    });
+}

@@ -16,6 +16,7 @@ fn fixture(up: &Upstream, pki: &Pki) -> Value {
         "_format_version": "3.0",
         "services": [{
             "name": "s1",
+            "tags": ["team-a"],
             "url": format!("http://{}", up.addr()),
             "routes": [{ "name": "r1", "paths": ["/r1"] }],
         }],
@@ -66,6 +67,7 @@ async fn parameters(node: &Running) -> Vec<(&'static str, String)> {
         ("hmac_auth", "alice-h".into()),
         ("acl", "admins".into()),
         ("name", "key-auth".into()),
+        ("tag", "team-a".into()),
         ("address", node_target(node).await),
     ]
 }
