@@ -112,6 +112,11 @@ struct RunArgs {
     /// any address that reaches the listener).
     #[arg(long, env = "GATEHOUSE_ADMIN_ALLOW", value_delimiter = ',')]
     admin_allow: Vec<String>,
+    /// Without a database: also write a configuration accepted by `POST /config` to the
+    /// declarative file (atomically), so that it survives a restart. Off by default: the file
+    /// stays the source of truth, as in Kong.
+    #[arg(long, env = "GATEHOUSE_ADMIN_WRITES_FILE")]
+    admin_writes_file: bool,
     /// Seconds allowed for a client to complete the TLS handshake.
     #[arg(long, env = "GATEHOUSE_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     tls_handshake_timeout: u64,
@@ -566,6 +571,8 @@ enum Source {
         path: PathBuf,
         /// The text last read, so that a change event that leaves it as it was reloads nothing.
         last_text: String,
+        /// `--admin-writes-file`: `POST /config` rewrites the file.
+        write_back: bool,
     },
     Database {
         store: Store,
@@ -623,6 +630,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Source::File {
             path: path.clone(),
             last_text: String::new(),
+            write_back: args.admin_writes_file,
         },
         None => Source::Database {
             store: rt.block_on(open_store(&args.database))?,
@@ -973,6 +981,7 @@ fn replace(
     dns: &mut Dns,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Arc<gatehouse::snapshot::Snapshot>, ReplaceError> {
+    let text_for_file = text.clone();
     let mut snapshot = compile("POST /config", Ok(text), "admin", health, dns, rt)
         .map_err(ReplaceError::Invalid)?;
     if let Source::Database { store, version } = source {
@@ -998,6 +1007,23 @@ fn replace(
                 )));
             }
         }
+    }
+    if let Source::File {
+        path,
+        last_text,
+        write_back: true,
+    } = source
+    {
+        // On disk before it serves: what serves is what a restart would load.
+        if let Err(e) = config::write_file_atomically(path, &text_for_file) {
+            tracing::error!(error = %e, file = %path.display(), "configuration not written");
+            return Err(ReplaceError::Unavailable(format!(
+                "cannot write {}: {e}",
+                path.display()
+            )));
+        }
+        // The watcher will see the text it already serves, and reload nothing.
+        last_text.clone_from(&text_for_file);
     }
     install(gateway, snapshot, "POST /config", "admin");
     Ok(gateway.current())

@@ -33,6 +33,33 @@ pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
     })
 }
 
+/// Replace the file at `path` with `text` so that a crash leaves either the old text or the
+/// new one, never a mix: a sibling temporary file, synced, renamed over it, the directory
+/// synced.
+pub fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
 /// Read and decode a declarative file (YAML or JSON).
 pub fn load_file(path: &Path) -> Result<ConfigDoc, ConfigErrors> {
     load_str(&path.display().to_string(), &read_file(path)?)

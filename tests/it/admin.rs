@@ -713,3 +713,67 @@ fn tags_list_every_tagged_entity() {
         assert_eq!(admin.get("/tags?tags=x").await.0, 400);
     });
 }
+
+/// Without a database, `POST /config` leaves the file alone unless `--admin-writes-file`
+/// asks for it; then the file holds the posted text and a restart serves it.
+#[test]
+fn posted_configurations_are_written_to_the_file_only_when_asked() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let up = rt.block_on(Upstream::start());
+    let original = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: old\n  url: http://{}\n  routes: [{{paths: [/old]}}]\n",
+        up.addr()
+    );
+    let posted = format!(
+        "_format_version: \"3.0\"\n# posted through the Admin API\nservices:\n- name: new\n  url: http://{}\n  routes: [{{paths: [/new]}}]\n",
+        up.addr()
+    );
+    let post = |gw: &Running| {
+        let admin = Admin::of(gw);
+        let posted = posted.clone();
+        async move {
+            admin
+                .http
+                .post(format!("{}/config", admin.base))
+                .header("content-type", "application/x-yaml")
+                .body(posted)
+                .send()
+                .await
+                .expect("POST /config")
+                .status()
+        }
+    };
+    let served = |gw: &Running, path: &'static str| {
+        let url = format!("http://{}{path}", gw.addr);
+        async move { client().get(url).send().await.expect("proxy").status().as_u16() }
+    };
+
+    // Not asked: the file keeps its text.
+    let file = write(&original);
+    let gw = Running::start(file.path());
+    rt.block_on(async {
+        assert_eq!(post(&gw).await, 201);
+        assert_eq!(served(&gw, "/new").await, 200);
+    });
+    assert_eq!(std::fs::read_to_string(file.path()).expect("read"), original);
+    drop(gw);
+
+    // Asked: the file holds what was posted, and a restart serves it.
+    let mut gw = Running::start_with(file.path(), &["--admin-writes-file"], &[]);
+    rt.block_on(async {
+        assert_eq!(served(&gw, "/old").await, 200);
+        assert_eq!(post(&gw).await, 201);
+        assert_eq!(served(&gw, "/new").await, 200);
+    });
+    assert_eq!(std::fs::read_to_string(file.path()).expect("read"), posted);
+    gw.kill();
+    let gw = Running::start(file.path());
+    rt.block_on(async {
+        assert_eq!(served(&gw, "/new").await, 200);
+        assert_eq!(served(&gw, "/old").await, 404);
+    });
+}
