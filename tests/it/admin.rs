@@ -87,11 +87,7 @@ struct Node {
 }
 
 fn start() -> Node {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::database::runtime();
     let up = rt.block_on(Upstream::start());
     let file = write(&config(&up));
     let gw = Running::start(file.path());
@@ -585,11 +581,7 @@ fn config_is_replaced_from_a_multipart_file_as_kongs_curl_sends_it() {
 /// `/upstreams/{u}/health` (health checks need not be on), and comes back when set healthy.
 #[test]
 fn targets_are_set_unhealthy_and_healthy_by_hand() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::database::runtime();
     let (a, b) = rt.block_on(async { (Upstream::start().await, Upstream::start().await) });
     let file = write(&format!(
         r#"_format_version: "3.0"
@@ -718,11 +710,7 @@ fn tags_list_every_tagged_entity() {
 /// asks for it; then the file holds the posted text and a restart serves it.
 #[test]
 fn posted_configurations_are_written_to_the_file_only_when_asked() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::database::runtime();
     let up = rt.block_on(Upstream::start());
     let original = format!(
         "_format_version: \"3.0\"\nservices:\n- name: old\n  url: http://{}\n  routes: [{{paths: [/old]}}]\n",
@@ -749,7 +737,15 @@ fn posted_configurations_are_written_to_the_file_only_when_asked() {
     };
     let served = |gw: &Running, path: &'static str| {
         let url = format!("http://{}{path}", gw.addr);
-        async move { client().get(url).send().await.expect("proxy").status().as_u16() }
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .expect("proxy")
+                .status()
+                .as_u16()
+        }
     };
 
     // Not asked: the file keeps its text.
@@ -759,7 +755,10 @@ fn posted_configurations_are_written_to_the_file_only_when_asked() {
         assert_eq!(post(&gw).await, 201);
         assert_eq!(served(&gw, "/new").await, 200);
     });
-    assert_eq!(std::fs::read_to_string(file.path()).expect("read"), original);
+    assert_eq!(
+        std::fs::read_to_string(file.path()).expect("read"),
+        original
+    );
     drop(gw);
 
     // Asked: the file holds what was posted, and a restart serves it.

@@ -21,7 +21,7 @@ pub(crate) fn sqlite_setup() -> (tokio::runtime::Runtime, Upstream, tempfile::Te
     (rt, up, dir, url)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
