@@ -16,7 +16,7 @@ use super::paging::{ListQuery, form_urlencoded_pairs};
 use super::routes::{self, Op};
 use super::views::{self, Kind, id_of, refers_to};
 use super::{Control, ReplaceError};
-use super::{form, multipart};
+use super::{flat_errors, form, multipart};
 use super::{openapi, schemas};
 use crate::config::{ConfigErrors, export};
 use crate::plugins::{KNOWN_PLUGINS, PLUGIN_PRIORITIES};
@@ -545,6 +545,25 @@ impl Admin {
             Ok(t) => t,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
+        let asked = |name: &str| {
+            form_urlencoded_pairs(req.query.unwrap_or(""))
+                .iter()
+                .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true"))
+        };
+        if asked("check_hash")
+            && let Ok(candidate) = crate::snapshot::load_str("POST /config", &text)
+            && configuration_hash(&candidate) == configuration_hash(&self.control.current())
+        {
+            // Kong: the configuration serving now already is this one.
+            let mut resp = no_content();
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            return resp;
+        }
+        let flatten = asked("flatten_errors");
+        let posted = flatten
+            .then(|| crate::config::source::parse("POST /config", &text).ok())
+            .flatten()
+            .map(|doc| doc.value);
         match self.replace(None, text).await {
             Ok(snap) => {
                 let mut out = serde_json::Map::new();
@@ -560,6 +579,19 @@ impl Admin {
                     out.insert(name.into(), Value::Object(by_id));
                 }
                 json_response(StatusCode::CREATED, &Value::Object(out))
+            }
+            Err(ReplaceError::Invalid(errors)) if flatten => {
+                let (entities, outside) = flat_errors::flatten(&errors, posted.as_ref());
+                json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({
+                        "code": 14,
+                        "name": "invalid declarative configuration",
+                        "message": format!("declarative config is invalid: {}", errors.0.len()),
+                        "fields": flat_errors::outside_fields(&outside),
+                        "flattened_errors": entities,
+                    }),
+                )
             }
             Err(ReplaceError::Invalid(errors)) => invalid_config(&errors),
             Err(ReplaceError::Conflict(message)) => error(StatusCode::CONFLICT, &message),

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod api;
+pub mod flat_errors;
 pub mod form;
 pub mod multipart;
 pub mod openapi;

@@ -288,10 +288,20 @@ fn operation(route: &Route, method: &Method) -> Value {
                     },
                 }),
             );
-            responses = Map::from_iter([(
-                "201".into(),
-                ok_json("The entities now serving, by collection and id.", object),
-            )]);
+            op.insert("parameters".into(), json!([
+                { "name": "check_hash", "in": "query", "schema": { "type": "string", "enum": ["0", "1", "false", "true"] }, "description": "`1`: answer 304 and change nothing when the configuration is the one serving now." },
+                { "name": "flatten_errors", "in": "query", "schema": { "type": "string", "enum": ["0", "1", "false", "true"] }, "description": "`1`: list the errors per entity in `flattened_errors` (as the Kong Ingress Controller reads them)." },
+            ]));
+            responses = Map::from_iter([
+                (
+                    "201".into(),
+                    ok_json("The entities now serving, by collection and id.", object),
+                ),
+                (
+                    "304".into(),
+                    json!({ "description": "Unchanged (`check_hash=1`)." }),
+                ),
+            ]);
             responses.extend(refs(&[
                 ("400", "BadRequest"),
                 ("409", "Conflict"),

@@ -776,3 +776,60 @@ fn posted_configurations_are_written_to_the_file_only_when_asked() {
         assert_eq!(served(&gw, "/old").await, 404);
     });
 }
+
+/// What the Kong Ingress Controller sends: `POST /config?check_hash=1` (304 when nothing
+/// changes) and `?flatten_errors=1` (errors per entity).
+#[test]
+fn config_posts_check_their_hash_and_flatten_their_errors() {
+    let Node {
+        rt,
+        up,
+        admin,
+        gw: _gw,
+        _file,
+    } = start();
+    rt.block_on(async {
+        let (_, exported) = admin.get("/config").await;
+        let current: Value =
+            serde_json::from_str(exported["config"].as_str().expect("text")).expect("JSON");
+        let (status, _) = admin
+            .call("POST", "/config?check_hash=1", Some(current.clone()))
+            .await;
+        assert_eq!(status, 304);
+        let (_, status_before) = admin.get("/status").await;
+        let mut changed = current.clone();
+        changed["services"][0]["retries"] = json!(2);
+        let (status, _) = admin
+            .call("POST", "/config?check_hash=1", Some(changed))
+            .await;
+        assert_eq!(status, 201);
+        let (_, status_after) = admin.get("/status").await;
+        assert_ne!(
+            status_before["configuration_hash"],
+            status_after["configuration_hash"]
+        );
+
+        let invalid = json!({
+            "_format_version": "3.0",
+            "services": [{
+                "name": "svc",
+                "url": format!("http://{}", up.addr()),
+                "tags": ["k8s"],
+                "routes": [{"name": "bad", "paths": ["~("]}],
+            }],
+        });
+        let (status, body) = admin
+            .call("POST", "/config?flatten_errors=1", Some(invalid))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], 14);
+        let flat = body["flattened_errors"]
+            .as_array()
+            .expect("flattened_errors");
+        assert_eq!(flat.len(), 1, "{body}");
+        assert_eq!(flat[0]["entity_type"], "route");
+        assert_eq!(flat[0]["entity_name"], "bad");
+        assert_eq!(flat[0]["errors"][0]["field"], "paths[0]");
+        assert_eq!(flat[0]["errors"][0]["type"], "field");
+    });
+}
