@@ -580,20 +580,9 @@ impl Admin {
                 }
                 json_response(StatusCode::CREATED, &Value::Object(out))
             }
-            Err(ReplaceError::Invalid(errors)) if flatten => {
-                let (entities, outside) = flat_errors::flatten(&errors, posted.as_ref());
-                json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({
-                        "code": 14,
-                        "name": "invalid declarative configuration",
-                        "message": format!("declarative config is invalid: {}", errors.0.len()),
-                        "fields": flat_errors::outside_fields(&outside),
-                        "flattened_errors": entities,
-                    }),
-                )
+            Err(ReplaceError::Invalid(errors)) => {
+                invalid_config(&errors, flatten.then_some(posted.as_ref()))
             }
-            Err(ReplaceError::Invalid(errors)) => invalid_config(&errors),
             Err(ReplaceError::Conflict(message)) => error(StatusCode::CONFLICT, &message),
             Err(ReplaceError::Unavailable(message)) => {
                 error(StatusCode::SERVICE_UNAVAILABLE, &message)
@@ -844,27 +833,34 @@ fn config_text(req: &AdminRequest<'_>) -> Result<String, String> {
     Ok(body.to_string())
 }
 
-fn invalid_config(errors: &ConfigErrors) -> Reply {
-    let fields: serde_json::Map<String, Value> = errors
-        .0
-        .iter()
-        .map(|e| {
-            let at = match (e.line, e.column) {
-                (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
-                _ => String::new(),
-            };
-            (e.path.clone(), json!(format!("{}{at}", e.message)))
-        })
-        .collect();
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({
-            "code": 14,
-            "name": "invalid declarative configuration",
-            "message": format!("declarative config is invalid: {}", errors.0.len()),
-            "fields": fields,
-        }),
-    )
+/// Kong's `400` for an invalid `POST /config`: `fields` by path (with line and column), or,
+/// when `flattened` is given (`?flatten_errors=1`, with the posted document when it
+/// decoded), the errors per entity in `flattened_errors`.
+fn invalid_config(errors: &ConfigErrors, flattened: Option<Option<&Value>>) -> Reply {
+    let mut body = json!({
+        "code": 14,
+        "name": "invalid declarative configuration",
+        "message": format!("declarative config is invalid: {}", errors.0.len()),
+    });
+    if let Some(posted) = flattened {
+        let (entities, outside) = flat_errors::flatten(errors, posted);
+        body["fields"] = Value::Object(flat_errors::outside_fields(&outside));
+        body["flattened_errors"] = Value::Array(entities);
+    } else {
+        let fields: serde_json::Map<String, Value> = errors
+            .0
+            .iter()
+            .map(|e| {
+                let at = match (e.line, e.column) {
+                    (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
+                    _ => String::new(),
+                };
+                (e.path.clone(), json!(format!("{}{at}", e.message)))
+            })
+            .collect();
+        body["fields"] = Value::Object(fields);
+    }
+    json_response(StatusCode::BAD_REQUEST, &body)
 }
 
 /// The configuration serving now as a declarative document, with `entity` (of `kind`, id
