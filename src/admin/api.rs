@@ -130,7 +130,7 @@ impl Admin {
             req.method
         };
         if !route.methods.contains(method) {
-            return method_not_allowed();
+            return method_not_allowed(&route.allow());
         }
         let get = *method == Method::GET;
         if !get && route.writes_need_database && self.control.store().is_none() {
@@ -658,10 +658,7 @@ fn new_entity(
 fn list(req: &AdminRequest<'_>, entities: Vec<Value>) -> Reply {
     match ListQuery::parse(req.query) {
         Ok(q) => ok(q.page(entities, req.path)),
-        Err(e) => json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({ "code": 9, "name": e.name, "message": e.message }),
-        ),
+        Err(e) => json_response(StatusCode::BAD_REQUEST, &e.body()),
     }
 }
 
@@ -745,7 +742,7 @@ fn upstream_health(snap: &Snapshot, key: &str, req: &AdminRequest<'_>) -> Reply 
             }
             ok(page)
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, &e.message),
+        Err(e) => json_response(StatusCode::BAD_REQUEST, &e.body()),
     }
 }
 
@@ -1054,8 +1051,13 @@ fn not_found() -> Reply {
     error(StatusCode::NOT_FOUND, "Not found")
 }
 
-fn method_not_allowed() -> Reply {
-    error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+/// A 405 names the methods the path answers (`Allow`, required by RFC 9110).
+fn method_not_allowed(allow: &str) -> Reply {
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    if let Ok(value) = header::HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, value);
+    }
+    resp
 }
 
 fn error(status: StatusCode, message: &str) -> Reply {

@@ -68,7 +68,11 @@ fn components() -> Value {
             continue;
         };
         schemas.insert(schema_name(kind), as_presented(model.clone()));
-        schemas.insert(format!("{}-input", schema_name(kind)), as_input(model));
+        for component in ["input", "patch", "replace"] {
+            if let Some(body) = body_component(kind, component) {
+                schemas.insert(format!("{}-{component}", schema_name(kind)), body);
+            }
+        }
     }
     for name in KNOWN_PLUGINS {
         if let Some(config) = schemas::plugin_config_json_schema(name) {
@@ -139,12 +143,78 @@ fn as_presented(mut schema: Value) -> Value {
     schema
 }
 
-/// A model schema as a request body: what the declarative file accepts for one entity.
-fn as_input(mut schema: Value) -> Value {
+/// A model schema as a request body: what the declarative file accepts for one entity, less
+/// what the Admin API fills in itself (a key-auth `key`, a jwt `secret`...), and with the
+/// plugin `name` limited to the plugins this build knows.
+fn as_input(kind: Kind, mut schema: Value) -> Value {
     if let Value::Object(s) = &mut schema {
         s.remove("$schema");
+        let generated = kind.generated_fields();
+        if let Some(Value::Array(required)) = s.get_mut("required") {
+            required.retain(|f| !f.as_str().is_some_and(|f| generated.contains(&f)));
+        }
+        if let Some(Value::Object(properties)) = s.get_mut("properties") {
+            for field in generated {
+                if let Some(p) = properties.get_mut(*field) {
+                    // `null`, as an absent field, asks for one to be generated.
+                    *p = json!({ "anyOf": [std::mem::take(p), { "type": "null" }] });
+                }
+            }
+        }
+        if kind.endpoint == "plugins"
+            && let Some(Value::Object(name)) =
+                s.get_mut("properties").and_then(|p| p.get_mut("name"))
+        {
+            name.insert("enum".into(), json!(KNOWN_PLUGINS));
+        }
     }
     schema
+}
+
+/// A request body schema of `kind`: `input` (a new entity), `patch` (fields merged into one),
+/// `replace` (a `PUT`: as `patch`, less the times the node sets).
+fn body_component(kind: Kind, component: &str) -> Option<Value> {
+    let input = as_input(kind, schemas::entity_json_schema(kind.collection)?);
+    if component == "input" {
+        return Some(input);
+    }
+    let mut body = input;
+    if let Value::Object(b) = &mut body {
+        b.remove("required");
+    }
+    if component == "replace" {
+        // A `PUT` keeps the stored entity's creation time and sets its update time: what the
+        // body says of them is not read.
+        ignore_properties(
+            &mut body,
+            &["created_at", "updated_at"],
+            "Ignored: set by the node.",
+        );
+    }
+    Some(body)
+}
+
+/// `fields` of a body schema described as taking anything, and read for nothing.
+fn ignore_properties(schema: &mut Value, fields: &[&str], why: &str) {
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        for field in fields {
+            if let Some(p) = properties.get_mut(*field) {
+                *p = json!({ "description": why });
+            }
+        }
+    }
+}
+
+/// The reference a top-level entity of `kind` must carry: the configuration refuses a target
+/// without its `upstream`, an SNI without its `certificate`, a credential without its
+/// `consumer` (below a parent's path, the path names it).
+fn required_reference(kind: Kind) -> Option<&'static str> {
+    match kind.endpoint {
+        "targets" => Some("upstream"),
+        "snis" => Some("certificate"),
+        _ if kind.consumer_endpoint.is_some() => Some("consumer"),
+        _ => None,
+    }
 }
 
 fn path_parameter(route: &Route, name: &str) -> Value {
@@ -204,12 +274,73 @@ fn refs(codes: &[(&str, &str)]) -> Map<String, Value> {
         .collect()
 }
 
-fn body_of(kind: Kind) -> Value {
-    let input = json!({ "$ref": format!("#/components/schemas/{}-input", schema_name(kind)) });
+/// What a request body does to an entity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// `POST`, and `POST /schemas/{entity}/validate`: the body is the whole entity.
+    Create,
+    /// `PUT`: the body replaces the entity; `key_from_url`: the entity's natural key (`name`,
+    /// `username`, `group`...) is taken from the path when the body leaves it out, as in
+    /// Kong's upsert (`PUT /consumers/bob` with no body creates `bob`).
+    Replace { key_from_url: bool },
+    /// `PATCH`: the body's fields are merged in; none is needed, and no body changes nothing.
+    Update,
+}
+
+/// The request body of an operation on `kind`. `top_level`: at a top-level path (`POST
+/// /targets`, `PUT /targets/{target}`), where the entity names its parent itself.
+/// `path_names`: the reference field a parent's path fills (`consumer` below
+/// `/consumers/{consumer}/`). The body itself is required where the entity schema
+/// requires a field (an absent body is `{}`).
+fn body_of(kind: Kind, top_level: bool, write: Write, path_names: Option<&str>) -> Value {
+    let component = match write {
+        Write::Create => "input",
+        Write::Replace { .. } => "replace",
+        Write::Update => "patch",
+    };
+    let base = match path_names.and_then(|field| Some((field, body_component(kind, component)?))) {
+        // Below a parent's path the path names the parent, whatever the body says (Kong's
+        // nested endpoints).
+        Some((field, mut inline)) => {
+            ignore_properties(&mut inline, &[field], "Ignored: the path names it.");
+            inline
+        }
+        None => {
+            json!({ "$ref": format!("#/components/schemas/{}-{component}", schema_name(kind)) })
+        }
+    };
+    let mut required: Vec<String> = match write {
+        Write::Create => Vec::new(), // in the `-input` component already
+        Write::Replace { key_from_url } => {
+            let from_url = kind.natural_keys.first().filter(|_| key_from_url);
+            input_required(kind)
+                .into_iter()
+                .filter(|f| from_url.is_none_or(|k| f != k))
+                .collect()
+        }
+        Write::Update => Vec::new(),
+    };
+    let mut properties = Map::new();
+    if top_level
+        && write != Write::Update
+        && let Some(field) = required_reference(kind)
+    {
+        required.push(field.into());
+        properties.insert(field.into(), json!({ "not": { "type": "null" } }));
+    }
+    let body_required = match write {
+        Write::Create => !required.is_empty() || !input_required(kind).is_empty(),
+        _ => !required.is_empty(),
+    };
+    let schema = if required.is_empty() {
+        base
+    } else {
+        json!({ "allOf": [base, { "required": required, "properties": properties }] })
+    };
     json!({
-        "required": true,
+        "required": body_required,
         "content": {
-            "application/json": { "schema": input },
+            "application/json": { "schema": schema },
             "application/x-www-form-urlencoded": {
                 "schema": { "type": "object", "description": "Kong's form keys: `paths[]=/a`, `config.minute=5`, `service.id=...`." },
             },
@@ -218,6 +349,22 @@ fn body_of(kind: Kind) -> Value {
             },
         },
     })
+}
+
+/// The fields a request body creating a `kind` entity must have.
+fn input_required(kind: Kind) -> Vec<String> {
+    let Some(model) = schemas::entity_json_schema(kind.collection) else {
+        return Vec::new();
+    };
+    as_input(kind, model)["required"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn list_parameters() -> Value {
@@ -329,7 +476,7 @@ fn operation(route: &Route, method: &Method) -> Value {
                 "Check a `{}` entity as `POST /{}` would, without storing it.",
                 k.collection, k.endpoint
             );
-            op.insert("requestBody".into(), body_of(k));
+            op.insert("requestBody".into(), body_of(k, true, Write::Create, None));
             responses = Map::from_iter([("200".into(), ok_json("Valid.", object))]);
             responses.extend(refs(&[("400", "BadRequest"), ("409", "Conflict")]));
         }
@@ -403,7 +550,14 @@ fn operation(route: &Route, method: &Method) -> Value {
         }
         (Op::Collection(k) | Op::Children { child: k, .. }, _) => {
             summary = format!("Create a `{}` entity.", k.collection);
-            op.insert("requestBody".into(), body_of(k));
+            let (top_level, path_names) = match route.op {
+                Op::Children { field, .. } => (false, Some(field)),
+                _ => (true, None),
+            };
+            op.insert(
+                "requestBody".into(),
+                body_of(k, top_level, Write::Create, path_names),
+            );
             responses = Map::from_iter([("201".into(), ok_json("Created.", reference(k)))]);
             responses.extend(refs(&[
                 ("400", "BadRequest"),
@@ -432,7 +586,23 @@ fn operation(route: &Route, method: &Method) -> Value {
                 Map::from_iter([(status.into(), ok_json("The entity.", reference(k)))])
             };
             if matches!(m, "PUT" | "PATCH") {
-                op.insert("requestBody".into(), body_of(k));
+                let write = match (m, route.op) {
+                    ("PATCH", _) => Write::Update,
+                    // The path's key is the child's, not this parent's.
+                    (_, Op::Parent { .. }) => Write::Replace {
+                        key_from_url: false,
+                    },
+                    _ => Write::Replace { key_from_url: true },
+                };
+                let top_level = matches!(route.op, Op::Entity(_));
+                let path_names = match route.op {
+                    Op::Child { field, .. } => Some(field),
+                    _ => None,
+                };
+                op.insert(
+                    "requestBody".into(),
+                    body_of(k, top_level, write, path_names),
+                );
             }
             if m != "GET" {
                 responses.extend(refs(&[

@@ -34,6 +34,13 @@ pub struct BadQuery {
     pub message: String,
 }
 
+impl BadQuery {
+    /// The 400 body, as Kong's (code 9), for every list (`/upstreams/{upstream}/health` too).
+    pub fn body(&self) -> Value {
+        json!({ "code": 9, "name": self.name, "message": self.message })
+    }
+}
+
 impl ListQuery {
     /// Parse `size`, `offset` and `tags` from a query string (other parameters are ignored).
     pub fn parse(query: Option<&str>) -> Result<ListQuery, BadQuery> {

@@ -117,6 +117,16 @@ impl Route {
         })
     }
 
+    /// The `Allow` header of a 405 on this route: its methods, and `HEAD` wherever `GET` is
+    /// (a `HEAD` is answered as the `GET`).
+    pub fn allow(&self) -> String {
+        let mut methods: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        if self.methods.contains(&Method::GET) {
+            methods.push("HEAD");
+        }
+        methods.join(", ")
+    }
+
     /// The parameters of `path` (its segments, decoded) if it is this route's.
     fn matches<'p>(&self, path: &[&'p str]) -> Option<Vec<&'p str>> {
         if path.len() != self.segments.len() {
@@ -428,6 +438,11 @@ mod tests {
         ] {
             assert!(templates.iter().any(|t| t == expected), "{expected}");
         }
+        let config = table()
+            .iter()
+            .find(|r| r.op == Op::Config)
+            .expect("/config");
+        assert_eq!(config.allow(), "GET, POST, HEAD");
         let mut unique = templates.clone();
         unique.sort();
         unique.dedup();

@@ -37,7 +37,7 @@ pub enum EntityRef {
     Object(EntityRefObject),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityRefObject {
     #[serde(default)]
@@ -46,6 +46,29 @@ pub struct EntityRefObject {
     pub name: Option<String>,
     #[serde(default)]
     pub username: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for EntityRefObject {
+    /// From a map only: serde's derived struct would also take a sequence, and read
+    /// `"consumer": ["bob"]` as `{"id": "bob"}`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const FIELDS: &[&str] = &["id", "name", "username"];
+        let map = std::collections::BTreeMap::<String, Option<String>>::deserialize(d)?;
+        let mut out = EntityRefObject {
+            id: None,
+            name: None,
+            username: None,
+        };
+        for (key, value) in map {
+            match key.as_str() {
+                "id" => out.id = value,
+                "name" => out.name = value,
+                "username" => out.username = value,
+                _ => return Err(serde::de::Error::unknown_field(&key, FIELDS)),
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl EntityRef {
@@ -686,6 +709,43 @@ pub mod indexmap_like {
                 m.serialize_entry(k, v)?;
             }
             m.end()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A reference is a name, an id, or an object naming one; a JSON array is none of them
+    /// (schemathesis found `"consumer": ["bob"]` taken as consumer `bob`).
+    #[test]
+    fn a_reference_is_a_string_or_an_object() {
+        let parse = |v: Value| serde_json::from_value::<EntityRef>(v);
+        assert_eq!(
+            parse(json!("bob")).expect("a name"),
+            EntityRef::Name("bob".into())
+        );
+        let object = parse(json!({"username": "bob"})).expect("an object");
+        assert_eq!(object.key(), Some("bob"));
+        assert_eq!(
+            parse(json!({"id": null, "name": "s1"}))
+                .expect("nulls are unset")
+                .key(),
+            Some("s1")
+        );
+        for bad in [
+            json!(["bob"]),
+            json!([null, null]),
+            json!({"nick": "bob"}),
+            json!({"username": {}}),
+            json!(5),
+        ] {
+            assert!(
+                parse(bad.clone()).is_err(),
+                "{bad} was taken as a reference"
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_crud;
+mod admin_fuzz_regressions;
 mod auth;
 mod balancing;
 mod cli;
