@@ -11,15 +11,16 @@
 
 mod migrations;
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Row};
 
 use crate::config::export::COLLECTIONS;
 
@@ -45,6 +46,8 @@ pub enum StoreError {
         id: String,
         message: String,
     },
+    #[error("{collection}/{id} appears twice in the configuration")]
+    Duplicate { collection: String, id: String },
     #[error("the database schema is not up to date (pending: {0}); run `gatehouse migrations up`")]
     Pending(String),
 }
@@ -199,16 +202,31 @@ impl Store {
     /// Replace the whole configuration with `document`'s collections, if the stored one is
     /// still at version `expected` (`None`: whatever it is). Returns the new version once
     /// committed.
+    ///
+    /// Only the rows that differ are written: those gone are deleted, those new or changed
+    /// (body or position) are upserted, so a change to one entity costs a few row writes
+    /// whatever the size of the configuration.
     pub async fn replace(
         &self,
         expected: Option<i64>,
         document: &Value,
     ) -> Result<i64, StoreError> {
-        let rows = rows_of(document);
-        let version = on_pool!(self, pool => {
+        Ok(self.replace_counted(expected, document).await?.0)
+    }
+
+    /// [`Store::replace`], with the number of rows it wrote.
+    async fn replace_counted(
+        &self,
+        expected: Option<i64>,
+        document: &Value,
+    ) -> Result<(i64, Written), StoreError> {
+        let rows = rows_of(document)?;
+        let (version, written) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Taking the write lock first (the row on PostgreSQL, the database on SQLite)
-            // orders this write against every other node's.
+            // orders this write against every other node's; the rows read below are then
+            // those of the last committed write (PostgreSQL's read committed takes a snapshot
+            // per statement).
             let version: i64 = sqlx::query(
                 "UPDATE gatehouse_state SET version = version + 1 WHERE name = 'config' RETURNING version",
             )
@@ -221,20 +239,50 @@ impl Store {
                 tx.rollback().await?;
                 return Err(StoreError::Conflict { expected, actual: version - 1 });
             }
-            sqlx::query("DELETE FROM gatehouse_entities").execute(&mut *tx).await?;
-            for (collection, position, id, body) in &rows {
-                sqlx::query(
-                    "INSERT INTO gatehouse_entities (collection, id, position, body) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(collection)
-                .bind(id)
-                .bind(position)
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
+            let stored = sqlx::query("SELECT collection, id, position, body FROM gatehouse_entities")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    Ok((
+                        (r.try_get::<String, _>("collection")?, r.try_get::<String, _>("id")?),
+                        (r.try_get::<i64, _>("position")?, r.try_get::<String, _>("body")?),
+                    ))
+                })
+                .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+            let changes = diff(stored, rows);
+            let mut written = Written::default();
+            // Every row gone, of whatever collection (one this version does not know too,
+            // as the whole-table delete this replaces did).
+            for gone in changes.delete.chunk_by(|a, b| a.0 == b.0) {
+                for chunk in gone.chunks(CHUNK) {
+                    let Some((collection, _)) = chunk.first() else { continue };
+                    let mut q = QueryBuilder::new("DELETE FROM gatehouse_entities WHERE collection = ");
+                    q.push_bind(collection.as_str()).push(" AND id IN (");
+                    let mut list = q.separated(", ");
+                    for (_, id) in chunk {
+                        list.push_bind(id.as_str());
+                    }
+                    q.push(")");
+                    written.deleted += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+            }
+            for chunk in changes.upsert.chunks(CHUNK) {
+                let mut q = QueryBuilder::new("INSERT INTO gatehouse_entities (collection, id, position, body) ");
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.collection)
+                        .push_bind(r.id.as_str())
+                        .push_bind(r.position)
+                        .push_bind(r.body.as_str());
+                });
+                q.push(
+                    " ON CONFLICT (collection, id) DO UPDATE \
+                     SET position = excluded.position, body = excluded.body",
+                );
+                written.upserted += q.build().execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;
-            version
+            (version, written)
         });
         if let Backend::Postgres(pool) = &self.backend {
             // After the commit: a node that hears it reads a committed version. Losing a
@@ -245,7 +293,7 @@ impl Store {
                 .execute(pool)
                 .await;
         }
-        Ok(version)
+        Ok((version, written))
     }
 
     /// A listener for other nodes' writes (PostgreSQL only). It holds one of the pool's
@@ -267,27 +315,159 @@ impl Store {
     }
 }
 
-/// `(collection, position, id, body)` for every entity of a declarative document's
-/// collections (entities without an id are skipped: a compiled document has ids on all).
-fn rows_of(document: &Value) -> Vec<(String, i64, String, String)> {
+/// Rows per statement: 4 parameters a row stays far below PostgreSQL's 65,535 and SQLite's
+/// 32,766, and a statement this size already costs little per row.
+const CHUNK: usize = 1000;
+
+/// The rows one write changed (as the database counted them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Written {
+    upserted: u64,
+    deleted: u64,
+}
+
+/// One entity of a document, as a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NewRow {
+    collection: &'static str,
+    id: String,
+    position: i64,
+    body: String,
+}
+
+/// A collection's name and its entities' `(id, body)` in document order.
+type Collection = (&'static str, Vec<(String, String)>);
+
+/// For each collection in order, its entities' `(id, body)` in document order (entities
+/// without an id are skipped: a compiled document has ids on all). An id twice in one
+/// collection is refused, as the table's key would.
+fn rows_of(document: &Value) -> Result<Vec<Collection>, StoreError> {
     let mut rows = Vec::new();
     for &name in COLLECTIONS {
         let Some(Value::Array(list)) = document.get(name) else {
             continue;
         };
-        for (position, entity) in list.iter().enumerate() {
+        let mut seen = HashSet::new();
+        let mut entities = Vec::with_capacity(list.len());
+        for entity in list {
             let Some(id) = entity.get("id").and_then(Value::as_str) else {
                 continue;
             };
-            rows.push((
-                name.to_string(),
-                position as i64,
-                id.to_string(),
-                entity.to_string(),
-            ));
+            if !seen.insert(id) {
+                return Err(StoreError::Duplicate {
+                    collection: name.to_string(),
+                    id: id.to_string(),
+                });
+            }
+            entities.push((id.to_string(), entity.to_string()));
+        }
+        rows.push((name, entities));
+    }
+    Ok(rows)
+}
+
+/// What a write must do to turn the stored rows into the new ones.
+#[derive(Debug, Default)]
+struct Changes {
+    /// `(collection, id)` of rows no longer in the document.
+    delete: Vec<(String, String)>,
+    /// Rows new, or whose body or position changed.
+    upsert: Vec<NewRow>,
+}
+
+/// The rows to delete and to write, given the stored rows (`(collection, id)` to
+/// `(position, body)`) and the new ones. Positions only order a collection's rows, so an
+/// entity keeps its stored position while that still sorts it right ([`positions`]): a
+/// deletion or an append moves no other row.
+fn diff(mut stored: HashMap<(String, String), (i64, String)>, new: Vec<Collection>) -> Changes {
+    let mut changes = Changes::default();
+    for (collection, entities) in new {
+        // Taken out of `stored`, so what is left at the end is what is gone.
+        let old: Vec<Option<(i64, String)>> = entities
+            .iter()
+            .map(|(id, _)| stored.remove(&(collection.to_string(), id.clone())))
+            .collect();
+        let at: Vec<Option<i64>> = old.iter().map(|o| o.as_ref().map(|(p, _)| *p)).collect();
+        for (((id, body), position), old) in entities.into_iter().zip(positions(&at)).zip(old) {
+            let same = matches!(&old, Some((p, b)) if *p == position && *b == body);
+            if !same {
+                changes.upsert.push(NewRow {
+                    collection,
+                    id,
+                    position,
+                    body,
+                });
+            }
         }
     }
-    rows
+    changes.delete = stored.into_keys().collect();
+    // A stable order: statements (and their locks) in the same order on every write.
+    changes.delete.sort();
+    changes
+}
+
+/// Strictly increasing positions for a collection's entities in their new order, given the
+/// stored position of each (`None`: a new entity). The longest run of stored positions that
+/// still ascends is kept; the others are placed in the gaps between (before the first, after
+/// the last); when a gap is too narrow, the collection is numbered again from 0 (rows whose
+/// position that leaves unchanged are still not written).
+fn positions(stored: &[Option<i64>]) -> Vec<i64> {
+    let keep = longest_ascending(stored);
+    let mut out = vec![0; stored.len()];
+    let mut lower: Option<i64> = None;
+    let mut i = 0;
+    while i < stored.len() {
+        if keep[i] {
+            // `keep` holds only entities with a stored position.
+            let p = stored[i].unwrap_or_default();
+            out[i] = p;
+            lower = Some(p);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < stored.len() && !keep[i] {
+            i += 1;
+        }
+        let run = (i - start) as i64;
+        let upper = if i < stored.len() { stored[i] } else { None };
+        let first = match (lower, upper) {
+            (None, None) => 0,
+            (Some(l), None) => l + 1,
+            (None, Some(u)) => u - run,
+            (Some(l), Some(u)) if u - l > run => l + 1,
+            (Some(_), Some(_)) => return (0..stored.len() as i64).collect(),
+        };
+        for (k, slot) in out[start..i].iter_mut().enumerate() {
+            *slot = first + k as i64;
+        }
+    }
+    out
+}
+
+/// Which entries belong to a longest strictly ascending subsequence of the `Some` values
+/// (patience sorting, O(n log n)).
+fn longest_ascending(values: &[Option<i64>]) -> Vec<bool> {
+    // tails[k]: index of the smallest last value of an ascending run of length k + 1.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut prev: Vec<Option<usize>> = vec![None; values.len()];
+    for (i, v) in values.iter().enumerate() {
+        let Some(v) = *v else { continue };
+        let k = tails.partition_point(|&t| values[t].is_some_and(|tv| tv < v));
+        prev[i] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(i);
+        } else {
+            tails[k] = i;
+        }
+    }
+    let mut keep = vec![false; values.len()];
+    let mut at = tails.last().copied();
+    while let Some(i) = at {
+        keep[i] = true;
+        at = prev[i];
+    }
+    keep
 }
 
 #[cfg(test)]
