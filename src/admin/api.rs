@@ -61,7 +61,7 @@ impl Admin {
 
     /// Answer one request from a client at `peer`. Never fails: every problem is a JSON
     /// error response.
-    pub async fn handle<B>(&self, req: Request<B>, peer: std::net::IpAddr) -> Reply
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, peer: std::net::IpAddr) -> Reply
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -90,11 +90,12 @@ impl Admin {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let body = if multipart::is_multipart(content_type) {
-            match multipart::to_form(content_type, body).await {
+            .unwrap_or("")
+            .to_string();
+        let body = if multipart::is_multipart(&content_type) {
+            match multipart::to_form(&content_type, body).await {
                 Ok(form) => {
-                    content_type = "application/x-www-form-urlencoded";
+                    content_type = "application/x-www-form-urlencoded".into();
                     form
                 }
                 Err(message) => return error(StatusCode::BAD_REQUEST, &message),
@@ -102,7 +103,25 @@ impl Admin {
         } else {
             body
         };
-        let segments: Vec<String> = parts
+        let incoming = Incoming {
+            method: parts.method,
+            uri: parts.uri,
+            content_type,
+            body,
+        };
+        if incoming.method == Method::GET || incoming.method == Method::HEAD {
+            return self.serve(&incoming).await;
+        }
+        // A write runs to its end on a task of its own, even if the client leaves first: it
+        // holds the node's write turn until the database has answered.
+        let admin = self.clone();
+        tokio::spawn(async move { admin.serve(&incoming).await })
+            .await
+            .unwrap_or_else(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the write was interrupted"))
+    }
+
+    async fn serve(&self, incoming: &Incoming) -> Reply {
+        let segments: Vec<String> = incoming
             .uri
             .path()
             .split('/')
@@ -111,11 +130,11 @@ impl Admin {
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let request = AdminRequest {
-            method: &parts.method,
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            content_type,
-            body: &body,
+            method: &incoming.method,
+            path: incoming.uri.path(),
+            query: incoming.uri.query(),
+            content_type: &incoming.content_type,
+            body: &incoming.body,
         };
         self.dispatch(&request, &segments).await
     }
@@ -136,7 +155,8 @@ impl Admin {
         if !get && route.writes_need_database && self.control.store().is_none() {
             return read_only(route.op, method);
         }
-        let _writing = if get {
+        // Writes take turns (each computes from the last); reads do not wait.
+        let _turn = if get {
             None
         } else {
             Some(self.writes.lock().await)
@@ -157,7 +177,7 @@ impl Admin {
             Op::Tag => list_unfiltered(req, tagged(&snap, Some(key))),
             Op::PluginSchema => found(schemas::plugin(key)),
             Op::EntitySchema(kind) => found(schemas::entity(kind)),
-            Op::EntityValidate(kind) => self.validate(&snap, kind, req),
+            Op::EntityValidate(kind) => self.validate(&snap, kind, req).await,
             Op::UpstreamHealth => upstream_health(&snap, key, req),
             Op::TargetHealth {
                 healthy,
@@ -213,8 +233,12 @@ impl Admin {
                     .into_iter()
                     .filter(|e| refers_to(e, field, owner_id))
                     .find(|e| child.is_named(e, child_key));
-                if found.is_none() && *method == Method::DELETE {
-                    // Kong: a child that is not this parent's is not found, even to delete.
+                // Kong: a child that is not this parent's is not found, even to delete; and a
+                // `PUT` cannot take another parent's child over.
+                let elsewhere = || child.find(&snap, child_key).is_some();
+                if found.is_none()
+                    && (*method == Method::DELETE || (*method == Method::PUT && elsewhere()))
+                {
                     return not_found();
                 }
                 self.entity(&snap, child, found, child_key, Some((field, owner_id)), req)
@@ -263,14 +287,18 @@ impl Admin {
 
     /// `POST /schemas/{entity}/validate`: the body checked as `POST /{entity}` would check it
     /// (against the configuration serving now), nothing stored.
-    fn validate(&self, snap: &Snapshot, kind: Kind, req: &AdminRequest<'_>) -> Reply {
+    async fn validate(&self, snap: &Snapshot, kind: Kind, req: &AdminRequest<'_>) -> Reply {
         let (document, index, _) = match new_entity(snap, kind, None, req) {
             Ok(prepared) => prepared,
-            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+            Err(refusal) => return refusal.reply(),
         };
-        match crate::snapshot::load_str("validate", &document.to_string()) {
-            Ok(_) => ok(json!({ "message": "schema validation successful" })),
-            Err(errors) => schema_violation(&errors, &format!("{}[{index}]", kind.collection)),
+        match off_thread(move || crate::snapshot::load_str("validate", &document.to_string())).await
+        {
+            Some(Ok(_)) => ok(json!({ "message": "schema validation successful" })),
+            Some(Err(errors)) => {
+                schema_violation(&errors, &format!("{}[{index}]", kind.collection))
+            }
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "the check was interrupted"),
         }
     }
 
@@ -290,7 +318,7 @@ impl Admin {
                 self.commit(snap, &document, kind, index, &id, StatusCode::CREATED)
                     .await
             }
-            Err(message) => error(StatusCode::BAD_REQUEST, &message),
+            Err(refusal) => refusal.reply(),
         }
     }
 
@@ -330,9 +358,9 @@ impl Admin {
         text: String,
     ) -> Result<Arc<Snapshot>, ReplaceError> {
         let control = self.control.clone();
-        tokio::task::spawn_blocking(move || control.replace(base.as_deref(), &text))
+        off_thread(move || control.replace(base.as_deref(), &text))
             .await
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|| {
                 Err(ReplaceError::Unavailable(
                     "the write was interrupted".into(),
                 ))
@@ -355,6 +383,18 @@ impl Admin {
         };
         let existing = kind.find(snap, key);
         let by_id = uuid::Uuid::parse_str(key).is_ok();
+        if !by_id && kind.natural_keys.is_empty() {
+            // Only an id names an entity of this kind: a new one needs a UUID.
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({
+                    "code": 1,
+                    "name": "invalid primary key",
+                    "message": format!("invalid primary key: '{{id=\"{key}\"}}'"),
+                    "fields": { "id": "expected a valid UUID" },
+                }),
+            );
+        }
         if !by_id && let Some(field) = kind.natural_keys.first() {
             // Addressed by name: the name stays (Kong's upsert by endpoint key).
             entity
@@ -416,7 +456,7 @@ impl Admin {
                 return json_response(
                     StatusCode::BAD_REQUEST,
                     &json!({
-                        "code": 3,
+                        "code": 4,
                         "name": "foreign key violation",
                         "message": "an existing 'routes' entity references this 'services' entity",
                     }),
@@ -550,9 +590,15 @@ impl Admin {
                 .iter()
                 .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true"))
         };
+        let current = self.control.current();
+        let candidate = text.clone();
         if asked("check_hash")
-            && let Ok(candidate) = crate::snapshot::load_str("POST /config", &text)
-            && configuration_hash(&candidate) == configuration_hash(&self.control.current())
+            && off_thread(move || {
+                crate::snapshot::load_str("POST /config", &candidate)
+                    .is_ok_and(|c| configuration_hash(&c) == configuration_hash(&current))
+            })
+            .await
+                == Some(true)
         {
             // Kong: the configuration serving now already is this one.
             let mut resp = no_content();
@@ -591,6 +637,14 @@ impl Admin {
     }
 }
 
+/// A request as received: its body read whole (and a multipart body turned into a form).
+struct Incoming {
+    method: Method,
+    uri: http::Uri,
+    content_type: String,
+    body: Bytes,
+}
+
 /// What a handler needs of a request.
 struct AdminRequest<'a> {
     method: &'a Method,
@@ -623,6 +677,37 @@ fn read_only(op: Op, method: &Method) -> Reply {
     )
 }
 
+/// Why a `POST` body is not a new entity.
+enum Unacceptable {
+    /// Not a body of fields (a 400 with the reason).
+    Body(String),
+    /// Its `id` is another entity's (Kong's `primary key violation`).
+    TakenId(String),
+}
+
+impl Unacceptable {
+    fn reply(&self) -> Reply {
+        match self {
+            Unacceptable::Body(message) => error(StatusCode::BAD_REQUEST, message),
+            Unacceptable::TakenId(id) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({
+                    "code": 3,
+                    "name": "primary key violation",
+                    "message": format!("primary key violation on key '{{id=\"{id}\"}}'"),
+                    "fields": { "id": id },
+                }),
+            ),
+        }
+    }
+}
+
+/// `work` on the blocking pool: compiling a whole configuration must not stall the Admin
+/// API's thread, where reads (`/status`) are answered. `None` if it did not finish.
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 /// A new entity of `kind` from a `POST` body (`parent`: the reference a nested path implies,
 /// as `service` of `/services/{s}/routes`): the configuration serving now with the entity
 /// added, its index in its collection, and its id; or why the body is not one (a 400).
@@ -631,17 +716,25 @@ fn new_entity(
     kind: Kind,
     parent: Option<(&str, &str)>,
     req: &AdminRequest<'_>,
-) -> Result<(Value, usize, String), String> {
-    let mut entity = form::body_object(req.content_type, req.body)?;
+) -> Result<(Value, usize, String), Unacceptable> {
+    let mut entity = form::body_object(req.content_type, req.body).map_err(Unacceptable::Body)?;
     if let Some((field, id)) = parent {
         entity.insert(field.into(), json!({ "id": id }));
     }
     generate(kind, &mut entity);
     let id = match entity.get("id") {
         Some(Value::String(id)) => id.clone(),
-        Some(_) => return Err("`id` must be a string".into()),
+        Some(_) => return Err(Unacceptable::Body("`id` must be a string".into())),
         None => uuid::Uuid::new_v4().to_string(),
     };
+    if kind
+        .list(snap)
+        .iter()
+        .any(|e| id_of(e) == Some(id.as_str()))
+    {
+        // Creating is not replacing: that is `PUT`'s.
+        return Err(Unacceptable::TakenId(id));
+    }
     entity.insert("id".into(), json!(id));
     if entity.get("created_at").is_none_or(Value::is_null) {
         entity.insert("created_at".into(), json!(now()));

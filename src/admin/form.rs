@@ -8,6 +8,9 @@ use serde_json::{Map, Number, Value};
 
 use crate::plugins::query;
 
+/// The largest index a form key may give (`a[10000]=`).
+const MAX_LIST_INDEX: usize = 10_000;
+
 /// Entity fields that hold numbers or booleans (form values for them are converted).
 const TYPED_FIELDS: &[&str] = &[
     "port",
@@ -92,8 +95,9 @@ fn insert(out: &mut Map<String, Value>, key: &str, value: String) -> Result<(), 
                         return Err(format!("`{path}` is given both as a value and a list"));
                     };
                     match index.parse::<usize>() {
-                        // Kong's 1-based `a[1]=`; a gap is filled up to the index.
-                        Ok(i) if i >= 1 => {
+                        // Kong's 1-based `a[1]=`; a gap is filled up to the index, which is
+                        // bounded so that a key cannot ask for a huge allocation.
+                        Ok(i) if (1..=MAX_LIST_INDEX).contains(&i) => {
                             if list.len() < i {
                                 list.resize(i, Value::Null);
                             }
@@ -169,7 +173,17 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_refused() {
-        for bad in ["a=1&a[]=2", "a=1&a.b=2", "=x", "a..b=1", "a[x]=1"] {
+        for bad in [
+            "a=1&a[]=2",
+            "a=1&a.b=2",
+            "=x",
+            "a..b=1",
+            "a[x]=1",
+            // A huge index would be a huge allocation (or an overflow).
+            "a[99999999999]=1",
+            "a[18446744073709551615]=1",
+            "a[0]=1",
+        ] {
             assert!(
                 body_object("application/x-www-form-urlencoded", bad.as_bytes()).is_err(),
                 "{bad}"

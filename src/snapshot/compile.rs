@@ -118,26 +118,23 @@ pub fn compile_with_addresses(
             .map(|c| (&c.path, c.item.custom_id.as_deref())),
     );
     for ids in [
-        doc.services
-            .iter()
-            .map(|s| (&s.path, s.item.id.as_deref()))
-            .collect::<Vec<_>>(),
-        doc.routes
-            .iter()
-            .map(|s| (&s.path, s.item.id.as_deref()))
-            .collect(),
-        doc.upstreams
-            .iter()
-            .map(|s| (&s.path, s.item.id.as_deref()))
-            .collect(),
-        doc.consumers
-            .iter()
-            .map(|s| (&s.path, s.item.id.as_deref()))
-            .collect(),
+        ids_of(&doc.services, |s| s.id.as_deref()),
+        ids_of(&doc.routes, |r| r.id.as_deref()),
+        ids_of(&doc.upstreams, |u| u.id.as_deref()),
+        ids_of(&doc.consumers, |c| c.id.as_deref()),
         doc.plugins
             .iter()
             .map(|(s, _)| (&s.path, s.item.id.as_deref()))
             .collect(),
+        ids_of(&doc.targets, |t| t.id.as_deref()),
+        ids_of(&doc.certificates, |c| c.id.as_deref()),
+        ids_of(&doc.snis, |s| s.id.as_deref()),
+        ids_of(&doc.ca_certificates, |c| c.id.as_deref()),
+        ids_of(&doc.credentials.keyauth, |c| c.id.as_deref()),
+        ids_of(&doc.credentials.jwt, |c| c.id.as_deref()),
+        ids_of(&doc.credentials.basicauth, |c| c.id.as_deref()),
+        ids_of(&doc.credentials.hmacauth, |c| c.id.as_deref()),
+        ids_of(&doc.credentials.acls, |c| c.id.as_deref()),
     ] {
         check_unique(&mut errors, "id", ids.into_iter());
     }
@@ -402,6 +399,14 @@ fn one_line(message: &str) -> String {
             format!("{first}: {}", last.trim().trim_start_matches("error: "))
         }
     }
+}
+
+/// `(path, id)` of every entity of a collection, for [`check_unique`].
+fn ids_of<T>(
+    list: &[crate::config::model::Located<T>],
+    id: impl Fn(&T) -> Option<&str>,
+) -> Vec<(&String, Option<&str>)> {
+    list.iter().map(|l| (&l.path, id(&l.item))).collect()
 }
 
 fn check_unique<'a>(
@@ -1073,5 +1078,30 @@ mod tests {
         assert_eq!(parse_target("::1"), None);
         assert_eq!(parse_target("a:0"), None);
         assert_eq!(parse_target(":80"), None);
+    }
+
+    #[test]
+    fn an_id_given_twice_in_a_collection_is_refused() {
+        let id = "4f2b6a8e-2f5c-4bde-9a43-0d6f3c1e7a11";
+        for (collection, entity) in [
+            (
+                "targets",
+                format!(r#"{{"id": "{id}", "target": "10.0.0.1:80", "upstream": "u"}}"#),
+            ),
+            (
+                "ca_certificates",
+                format!(r#"{{"id": "{id}", "cert": "x"}}"#),
+            ),
+        ] {
+            let doc = format!(
+                r#"{{"_format_version": "3.0", "upstreams": [{{"name": "u"}}], "{collection}": [{entity}, {entity}]}}"#
+            );
+            let config = crate::config::load_str("t.json", &doc).expect("decodes");
+            let errors = compile(config).err().expect("refused");
+            assert!(
+                errors.iter().any(|e| e.message.starts_with("duplicate id")),
+                "{collection}: {errors:?}"
+            );
+        }
     }
 }

@@ -498,6 +498,7 @@ fn single_entities_are_patched_and_deleted_with_kongs_cascade() {
         let (status, refused) = call(&node, "DELETE", "/services/s1", "").await;
         assert_eq!(status, 400, "{refused}");
         assert_eq!(refused["name"], "foreign key violation");
+        assert_eq!(refused["code"], 4, "Kong's code for it");
         assert_eq!(call(&node, "DELETE", "/consumers/bob", "").await.0, 204);
         let (_, keys) = call(&node, "GET", "/key-auths", "").await;
         assert_eq!(keys["data"], json!([]), "the consumer's keys went with it");
@@ -1054,5 +1055,56 @@ fn certificates_are_created_from_multipart_files_with_their_snis() {
         let id = created["id"].as_str().expect("id");
         let snis = admin_json(&node, &format!("/certificates/{id}/snis")).await;
         assert_eq!(snis["data"][0]["name"], "shop.example", "{snis}");
+    });
+}
+
+/// An entity keeps its identity: `POST` with another entity's id is Kong's primary key
+/// violation (not a replacement), a `PUT` under one consumer cannot take another consumer's
+/// credential over, and a `PUT` that names a kind without natural keys needs a UUID.
+#[test]
+fn entities_keep_their_identity() {
+    let (rt, _up, _dir, url) = sqlite_setup();
+    let node = Running::start_database(&url, &[]);
+    rt.block_on(async {
+        let (status, alice) = call(&node, "POST", "/consumers", "username=alice").await;
+        assert_eq!(status, 201, "{alice}");
+        assert_eq!(
+            call(&node, "POST", "/consumers", "username=bob").await.0,
+            201
+        );
+        let alice_id = alice["id"].as_str().expect("id").to_string();
+        let (status, taken) = call(
+            &node,
+            "POST",
+            "/consumers",
+            &format!("id={alice_id}&username=mallory"),
+        )
+        .await;
+        assert_eq!(status, 400, "{taken}");
+        assert_eq!(taken["code"], 3);
+        assert_eq!(taken["name"], "primary key violation");
+        assert_eq!(
+            admin_json(&node, "/consumers/alice").await["id"],
+            alice_id.as_str()
+        );
+
+        let (status, key) = call(&node, "POST", "/consumers/alice/key-auth", "key=alice-key").await;
+        assert_eq!(status, 201, "{key}");
+        let key_id = key["id"].as_str().expect("id");
+        let (status, _) = call(
+            &node,
+            "PUT",
+            &format!("/consumers/bob/key-auth/{key_id}"),
+            "key=stolen",
+        )
+        .await;
+        assert_eq!(status, 404, "bob cannot take alice's credential over");
+        let still = admin_json(&node, &format!("/key-auths/{key_id}")).await;
+        assert_eq!(still["consumer"]["id"], alice_id.as_str());
+        assert_eq!(still["key"], "alice-key");
+
+        let (status, invalid) = call(&node, "PUT", "/certificates/not-a-uuid", "").await;
+        assert_eq!(status, 400, "{invalid}");
+        assert_eq!(invalid["name"], "invalid primary key");
     });
 }
