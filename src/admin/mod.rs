@@ -6,6 +6,7 @@
 //! - [`routes`]: the table of endpoints, which [`api`] dispatches on and [`openapi`]
 //!   describes;
 //! - [`api`]: the endpoints;
+//! - [`replies`]: answers and errors in Kong's shapes;
 //! - [`schemas`]: entity and plugin schemas in Kong's form, and defaults filled from them;
 //! - [`server`]: the listener and its thread.
 
@@ -16,6 +17,7 @@ pub mod form;
 pub mod multipart;
 pub mod openapi;
 pub mod paging;
+pub mod replies;
 pub mod routes;
 pub mod schemas;
 pub mod server;
