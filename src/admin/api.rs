@@ -379,11 +379,15 @@ impl Admin {
         parent: Option<(&str, &str)>,
         req: &AdminRequest<'_>,
     ) -> Reply {
-        let mut entity = match form::body_object(req.content_type, req.body) {
+        let existing = kind.find(snap, key);
+        let stored_name = existing
+            .as_ref()
+            .and_then(|e| e.get("name"))
+            .and_then(Value::as_str);
+        let mut entity = match entity_body(req, kind, stored_name) {
             Ok(e) => e,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
-        let existing = kind.find(snap, key);
         let by_id = uuid::Uuid::parse_str(key).is_ok();
         if !by_id && kind.natural_keys.is_empty() {
             // Only an id names an entity of this kind: a new one needs a UUID.
@@ -476,7 +480,8 @@ impl Admin {
             list.retain(|e| id_of(e) != Some(id.as_str()));
             index = 0;
         } else {
-            let patch = match form::body_object(req.content_type, req.body) {
+            let stored_name = entity.get("name").and_then(Value::as_str);
+            let patch = match entity_body(req, kind, stored_name) {
                 Ok(p) => p,
                 Err(message) => return error(StatusCode::BAD_REQUEST, &message),
             };
@@ -662,6 +667,22 @@ async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
     tokio::task::spawn_blocking(work).await.ok()
 }
 
+/// The body of a write to an entity of `kind`: JSON as it is, a form with its values typed by
+/// the entity's schema (and a plugin's `config` by the schema of the plugin the body names, or
+/// of `plugin`, the one being changed).
+fn entity_body(
+    req: &AdminRequest<'_>,
+    kind: Kind,
+    plugin: Option<&str>,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let mut entity = form::body_object(req.content_type, req.body)?;
+    if !form::is_json(req.content_type) {
+        let named = entity.get("name").and_then(Value::as_str).map(String::from);
+        schemas::type_form_values(kind.collection, named.as_deref().or(plugin), &mut entity);
+    }
+    Ok(entity)
+}
+
 /// A new entity of `kind` from a `POST` body (`parent`: the reference a nested path implies,
 /// as `service` of `/services/{s}/routes`): the configuration serving now with the entity
 /// added, its index in its collection, and its id; or why the body is not one (a 400).
@@ -671,7 +692,7 @@ fn new_entity(
     parent: Option<(&str, &str)>,
     req: &AdminRequest<'_>,
 ) -> Result<(Value, usize, String), Unacceptable> {
-    let mut entity = form::body_object(req.content_type, req.body).map_err(Unacceptable::Body)?;
+    let mut entity = entity_body(req, kind, None).map_err(Unacceptable::Body)?;
     if let Some((field, id)) = parent {
         entity.insert(field.into(), json!({ "id": id }));
     }

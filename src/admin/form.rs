@@ -1,48 +1,30 @@
 //! Admin API request bodies: JSON, or form-encoded with Kong's keys (`paths[]=/a`,
 //! `config.allow[]=10.0.0.0/8`, `config.minute=5`, `service.id=…`), into one JSON object.
 //!
-//! Form values are strings; Kong converts them by its schemas. Here the fields known to be
-//! numbers or booleans are converted, and so is any plugin `config.*` value that reads as one.
+//! Form values are strings here; the endpoints give them their types from the entity's schema
+//! ([`super::schemas::type_form_values`]), as Kong does.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::plugins::query;
 
 /// The largest index a form key may give (`a[10000]=`).
 const MAX_LIST_INDEX: usize = 10_000;
 
-/// Entity fields that hold numbers or booleans (form values for them are converted).
-const TYPED_FIELDS: &[&str] = &[
-    "port",
-    "retries",
-    "connect_timeout",
-    "write_timeout",
-    "read_timeout",
-    "enabled",
-    "regex_priority",
-    "strip_path",
-    "preserve_host",
-    "https_redirect_status_code",
-    "request_buffering",
-    "response_buffering",
-    "weight",
-    "slots",
-    "tls_verify",
-    "tls_verify_depth",
-];
+/// Whether `content_type` is JSON (anything else is read as a form).
+pub fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
 
 /// The body as a JSON object: `content_type` decides between JSON and form encoding.
 pub fn body_object(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, String> {
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     if body.is_empty() {
         return Ok(Map::new());
     }
-    if media == "application/json" {
+    if is_json(content_type) {
         return match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(mut m)) => {
                 // `"id": null` is no id (Kong's null: unset), as the entity schemas say: one is
@@ -78,7 +60,7 @@ fn insert(out: &mut Map<String, Value>, key: &str, value: String) -> Result<(), 
     if path.is_empty() || path.split('.').any(str::is_empty) {
         return Err(format!("invalid form key `{key}`"));
     }
-    let typed = typed(path, &value);
+    let typed = Value::String(value);
     let mut node = out;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
@@ -121,26 +103,6 @@ fn insert(out: &mut Map<String, Value>, key: &str, value: String) -> Result<(), 
     Ok(())
 }
 
-/// A form value as JSON: a number or boolean where the field is one, a string otherwise.
-fn typed(path: &str, value: &str) -> Value {
-    let plugin_config = path.starts_with("config.");
-    if !plugin_config && !TYPED_FIELDS.contains(&path) {
-        return Value::String(value.to_string());
-    }
-    match value {
-        "true" => return Value::Bool(true),
-        "false" => return Value::Bool(false),
-        _ => {}
-    }
-    if let Ok(n) = value.parse::<i64>() {
-        return Value::Number(n.into());
-    }
-    if plugin_config && let Some(n) = value.parse::<f64>().ok().and_then(Number::from_f64) {
-        return Value::Number(n);
-    }
-    Value::String(value.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,17 +118,17 @@ mod tests {
     fn kong_form_keys() {
         assert_eq!(
             form("name=user-route&paths[]=%2Fapi%2Fusers&paths[]=/v2&strip_path=false"),
-            json!({"name": "user-route", "paths": ["/api/users", "/v2"], "strip_path": false})
+            json!({"name": "user-route", "paths": ["/api/users", "/v2"], "strip_path": "false"})
         );
         assert_eq!(
             form(
                 "name=ip-restriction&config.allow[]=10.0.0.0%2F8&config.allow[]=172.16.0.0/12&config.minute=5"
             ),
-            json!({"name": "ip-restriction", "config": {"allow": ["10.0.0.0/8", "172.16.0.0/12"], "minute": 5}})
+            json!({"name": "ip-restriction", "config": {"allow": ["10.0.0.0/8", "172.16.0.0/12"], "minute": "5"}})
         );
         assert_eq!(
             form("username=123&port=8080&service.id=abc&methods[2]=POST&methods[1]=GET"),
-            json!({"username": "123", "port": 8080, "service": {"id": "abc"}, "methods": ["GET", "POST"]})
+            json!({"username": "123", "port": "8080", "service": {"id": "abc"}, "methods": ["GET", "POST"]})
         );
         assert_eq!(form(""), json!({}));
     }

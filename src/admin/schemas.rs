@@ -120,6 +120,105 @@ fn fill_defaults(schema: &Value, value: &mut Value) {
     }
 }
 
+/// Give the string values of a form-encoded entity of `collection` the types its schema
+/// says (Kong types form values by its schemas): integers, numbers, booleans; a single value
+/// where a list goes becomes a list of one (`paths=/a`); a value that read as a number where
+/// a string goes stays a string. A plugin's `config` is typed by the schema of `plugin`.
+/// Values that do not read as their type are left for validation to name.
+pub fn type_form_values(collection: &str, plugin: Option<&str>, entity: &mut Map<String, Value>) {
+    let Some(schema) = entity_json_schema(collection) else {
+        return;
+    };
+    let mut object = Value::Object(std::mem::take(entity));
+    type_value(&schema, &mut object);
+    if let (Some(config_schema), Some(config)) = (
+        plugin.and_then(plugin_config_json_schema),
+        object.get_mut("config"),
+    ) {
+        type_value(config_schema, config);
+    }
+    if let Value::Object(typed) = object {
+        *entity = typed;
+    }
+}
+
+/// The JSON types a schema admits (an `anyOf`'s alternatives together).
+fn admitted_types(schema: &Value) -> Vec<&str> {
+    let mut types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(Value::Array(alternatives)) = schema.get("anyOf") {
+        for a in alternatives {
+            types.extend(admitted_types(a));
+        }
+    }
+    types
+}
+
+/// The alternative of `schema` that admits `json_type` (itself when it has no `anyOf`).
+fn alternative<'a>(schema: &'a Value, json_type: &str) -> &'a Value {
+    match schema.get("anyOf").and_then(Value::as_array) {
+        Some(alternatives) => alternatives
+            .iter()
+            .find(|a| admitted_types(a).contains(&json_type))
+            .unwrap_or(schema),
+        None => schema,
+    }
+}
+
+fn type_value(schema: &Value, value: &mut Value) {
+    let types = admitted_types(schema);
+    match value {
+        Value::Object(map) => {
+            let schema = alternative(schema, "object");
+            if let Some(Value::Object(properties)) = schema.get("properties") {
+                for (field, v) in map.iter_mut() {
+                    if let Some(property) = properties.get(field) {
+                        type_value(property, v);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = alternative(schema, "array").get("items") {
+                items.iter_mut().for_each(|v| type_value(item, v));
+            }
+        }
+        Value::String(text) if !types.contains(&"string") => {
+            let typed = if types.contains(&"integer") {
+                text.parse::<i64>().ok().map(Value::from)
+            } else {
+                None
+            }
+            .or_else(|| {
+                types
+                    .contains(&"number")
+                    .then(|| {
+                        text.parse::<f64>()
+                            .ok()
+                            .and_then(serde_json::Number::from_f64)
+                    })
+                    .flatten()
+                    .map(Value::Number)
+            })
+            .or_else(|| {
+                (types.contains(&"boolean") && (text == "true" || text == "false"))
+                    .then(|| Value::Bool(text == "true"))
+            });
+            if let Some(typed) = typed {
+                *value = typed;
+            } else if types.contains(&"array") {
+                let mut list = Value::Array(vec![std::mem::take(value)]);
+                type_value(schema, &mut list);
+                *value = list;
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The alternative of an optional value that is not `null` (`anyOf: [T, null]`), or the
 /// schema itself.
 fn non_null(schema: &Value) -> &Value {
@@ -266,6 +365,55 @@ mod tests {
         let services = entity(Kind::by_endpoint("services").expect("kind")).expect("schema");
         assert_eq!(field(&services, "retries")["default"], 5);
         assert_eq!(field(&services, "connect_timeout")["default"], 60000);
+    }
+
+    #[test]
+    fn form_values_take_their_schemas_types() {
+        let typed = |collection: &str, plugin: Option<&str>, value: Value| {
+            let Value::Object(mut map) = value else {
+                panic!("an object")
+            };
+            type_form_values(collection, plugin, &mut map);
+            Value::Object(map)
+        };
+        assert_eq!(
+            typed(
+                "services",
+                None,
+                json!({"name": "123", "port": "8080", "retries": "2", "enabled": "false", "tags": "a"})
+            ),
+            json!({"name": "123", "port": 8080, "retries": 2, "enabled": false, "tags": ["a"]})
+        );
+        assert_eq!(
+            typed(
+                "routes",
+                None,
+                json!({"paths": "/a", "strip_path": "true", "service": {"id": "x"}})
+            ),
+            json!({"paths": ["/a"], "strip_path": true, "service": {"id": "x"}})
+        );
+        // A plugin's config by the plugin's schema: a message that reads as a number stays text.
+        assert_eq!(
+            typed(
+                "plugins",
+                Some("request-termination"),
+                json!({"name": "request-termination", "config": {"status_code": "403", "message": "404"}})
+            ),
+            json!({"name": "request-termination", "config": {"status_code": 403, "message": "404"}})
+        );
+        assert_eq!(
+            typed(
+                "plugins",
+                Some("hmac-auth"),
+                json!({"config": {"clock_skew": "1.5", "enforce_headers": "date"}})
+            ),
+            json!({"config": {"clock_skew": 1.5, "enforce_headers": ["date"]}})
+        );
+        // What does not read as its type is left for validation to name.
+        assert_eq!(
+            typed("services", None, json!({"port": "eighty"})),
+            json!({"port": "eighty"})
+        );
     }
 
     #[test]

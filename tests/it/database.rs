@@ -1108,3 +1108,43 @@ fn entities_keep_their_identity() {
         assert_eq!(invalid["name"], "invalid primary key");
     });
 }
+
+/// Form values take the types of the entity's schema, as Kong types them: a plugin's
+/// `config.message=404` stays text while `config.status_code=403` is a number, and a single
+/// `paths=/a` is a list of one.
+#[test]
+fn form_values_are_typed_by_the_schemas() {
+    let (rt, up, _dir, url) = sqlite_setup();
+    let node = Running::start_database(&url, &[]);
+    rt.block_on(async {
+        let service = format!("name=s&url=http://{}&retries=2", up.addr());
+        let (status, created) = call(&node, "POST", "/services", &service).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["retries"], 2);
+        let (status, route) =
+            call(&node, "POST", "/services/s/routes", "name=r&paths=/typed").await;
+        assert_eq!(status, 201, "{route}");
+        assert_eq!(route["paths"], json!(["/typed"]));
+        let (status, plugin) = call(
+            &node,
+            "POST",
+            "/routes/r/plugins",
+            "name=request-termination&config.status_code=403&config.message=404",
+        )
+        .await;
+        assert_eq!(status, 201, "{plugin}");
+        assert_eq!(plugin["config"]["status_code"], 403);
+        assert_eq!(plugin["config"]["message"], "404");
+        let id = plugin["id"].as_str().expect("id");
+        let (status, patched) = call(
+            &node,
+            "PATCH",
+            &format!("/plugins/{id}"),
+            "config.status_code=451",
+        )
+        .await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(patched["config"]["status_code"], 451);
+        assert_eq!(status_of(&node, "/typed", None).await, 451);
+    });
+}
