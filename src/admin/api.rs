@@ -202,10 +202,15 @@ impl Admin {
                 child,
                 field,
             } => {
-                let Some(owner) = parent.find(&snap, key) else {
+                let Some(owner_id) = parent
+                    .find(&snap, key)
+                    .as_ref()
+                    .and_then(id_of)
+                    .map(String::from)
+                else {
                     return not_found();
                 };
-                let owner_id = id_of(&owner).unwrap_or_default();
+                let owner_id = owner_id.as_str();
                 if get {
                     let children = child.list(&snap);
                     list(
@@ -225,10 +230,15 @@ impl Admin {
                 child,
                 field,
             } => {
-                let Some(owner) = parent.find(&snap, key) else {
+                let Some(owner_id) = parent
+                    .find(&snap, key)
+                    .as_ref()
+                    .and_then(id_of)
+                    .map(String::from)
+                else {
                     return not_found();
                 };
-                let owner_id = id_of(&owner).unwrap_or_default();
+                let owner_id = owner_id.as_str();
                 let child_key = params.get(1).copied().unwrap_or_default();
                 let found = child
                     .list(&snap)
@@ -764,12 +774,19 @@ fn list_unfiltered(req: &AdminRequest<'_>, entries: Vec<Value>) -> Reply {
     }
 }
 
+/// The upstream entity `key` names, and what serves it (its targets, balancer and health).
+fn upstream_served<'s>(
+    snap: &'s Snapshot,
+    key: &str,
+) -> Option<(Value, &'s crate::snapshot::UpstreamRt)> {
+    let upstream = Kind::by_endpoint("upstreams")?.find(snap, key)?;
+    let name = upstream.get("name").and_then(Value::as_str)?;
+    let rt = snap.upstreams.iter().find(|u| u.name == name)?;
+    Some((upstream, rt))
+}
+
 fn upstream_health(snap: &Snapshot, key: &str, req: &AdminRequest<'_>) -> Reply {
-    let Some(upstream) = Kind::by_endpoint("upstreams").and_then(|k| k.find(snap, key)) else {
-        return not_found();
-    };
-    let name = upstream.get("name").and_then(Value::as_str).unwrap_or("");
-    let Some(rt) = snap.upstreams.iter().find(|u| u.name == name) else {
+    let Some((upstream, rt)) = upstream_served(snap, key) else {
         return not_found();
     };
     let targets = Kind::by_endpoint("targets")
@@ -821,7 +838,7 @@ fn set_target_health(
     address: Option<&str>,
     healthy: bool,
 ) -> Reply {
-    let Some(upstream) = Kind::by_endpoint("upstreams").and_then(|k| k.find(snap, upstream)) else {
+    let Some((upstream, rt)) = upstream_served(snap, upstream) else {
         return not_found();
     };
     let upstream_id = id_of(&upstream).unwrap_or_default();
@@ -830,8 +847,7 @@ fn set_target_health(
             .into_iter()
             .find(|e| refers_to(e, "upstream", upstream_id) && k.is_named(e, target))
     });
-    let name = upstream.get("name").and_then(Value::as_str).unwrap_or("");
-    let (Some(entity), Some(rt)) = (entity, snap.upstreams.iter().find(|u| u.name == name)) else {
+    let Some(entity) = entity else {
         return not_found();
     };
     let configured = entity.get("target").and_then(Value::as_str).unwrap_or("");
@@ -868,21 +884,14 @@ fn configuration_hash(snap: &Snapshot) -> String {
 /// The declarative text of a `POST /config` body.
 fn config_text(req: &AdminRequest<'_>) -> Result<String, String> {
     let body = std::str::from_utf8(req.body).map_err(|_| "the body is not UTF-8".to_string())?;
-    let media = req
-        .content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media == "application/x-www-form-urlencoded" {
+    if form::media_is(req.content_type, "application/x-www-form-urlencoded") {
         return form_urlencoded_pairs(body)
             .into_iter()
             .find(|(k, _)| k == "config")
             .map(|(_, v)| v)
             .ok_or_else(|| "expected a `config` field with the declarative configuration".into());
     }
-    if media == "application/json"
+    if form::is_json(req.content_type)
         && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(body)
         && let Some(Value::String(text)) = m.get("config")
         && !m.contains_key("_format_version")

@@ -11,12 +11,17 @@ use crate::plugins::query;
 /// The largest index a form key may give (`a[10000]=`).
 const MAX_LIST_INDEX: usize = 10_000;
 
-/// Whether `content_type` is JSON (anything else is read as a form).
-pub fn is_json(content_type: &str) -> bool {
+/// Whether a `Content-Type` value names the media type `media` (parameters ignored).
+pub fn media_is(content_type: &str, media: &str) -> bool {
     content_type
         .split(';')
         .next()
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(media))
+}
+
+/// Whether `content_type` is JSON (anything else is read as a form).
+pub fn is_json(content_type: &str) -> bool {
+    media_is(content_type, "application/json")
 }
 
 /// The body as a JSON object: `content_type` decides between JSON and form encoding.

@@ -42,10 +42,7 @@ pub async fn to_form(content_type: &str, body: Bytes) -> Result<Bytes, String> {
 
 /// Whether `content_type` is `multipart/form-data`.
 pub fn is_multipart(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("multipart/form-data"))
+    super::form::media_is(content_type, "multipart/form-data")
 }
 
 #[cfg(test)]

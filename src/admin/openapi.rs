@@ -375,23 +375,12 @@ fn list_parameters() -> Value {
     ])
 }
 
-/// The kind a route is about, for its tag and schemas.
-fn subject(op: Op) -> Option<Kind> {
-    match op {
-        Op::Collection(k) | Op::Entity(k) | Op::EntitySchema(k) | Op::EntityValidate(k) => Some(k),
-        Op::Children { child, .. } | Op::Child { child, .. } => Some(child),
-        Op::Parent { parent, .. } => Some(parent),
-        Op::UpstreamHealth | Op::TargetHealth { .. } => Kind::by_endpoint("upstreams"),
-        _ => None,
-    }
-}
-
 fn operation(route: &Route, method: &Method) -> Value {
     let template = route.template();
     let mut responses: Map<String, Value>;
     let mut op = Map::new();
     let summary: String;
-    let kind = subject(route.op);
+    let kind = route.op.subject();
     let any = json!({ "$ref": "#/components/schemas/Anything" });
     let object = json!({ "type": "object" });
     match (route.op, method.as_str()) {

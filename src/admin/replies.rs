@@ -16,12 +16,8 @@ pub(super) type Reply = Response<Full<Bytes>>;
 
 /// A write without a database: Kong's DB-less refusal (405, `operation unsupported`).
 pub(super) fn read_only(op: Op, method: &Method) -> Reply {
-    let collection = match op {
-        Op::Collection(k) | Op::Entity(k) => k.collection,
-        Op::Children { child, .. } | Op::Child { child, .. } => child.collection,
-        Op::Parent { parent, .. } => parent.collection,
-        _ => "",
-    };
+    // Only entity routes have writes that need a database.
+    let collection = op.subject().map_or("", |k| k.collection);
     let verb = match *method {
         Method::POST => "create",
         Method::DELETE => "delete",

@@ -68,6 +68,22 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The entity kind the route is about (the children for a nested list, the parent for a
+    /// child's parent path), if it is about one.
+    pub fn subject(self) -> Option<Kind> {
+        match self {
+            Op::Collection(k) | Op::Entity(k) | Op::EntitySchema(k) | Op::EntityValidate(k) => {
+                Some(k)
+            }
+            Op::Children { child, .. } | Op::Child { child, .. } => Some(child),
+            Op::Parent { parent, .. } => Some(parent),
+            Op::UpstreamHealth | Op::TargetHealth { .. } => Kind::by_endpoint("upstreams"),
+            _ => None,
+        }
+    }
+}
+
 /// One segment of a route template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {

@@ -703,6 +703,12 @@ fn tags_list_every_tagged_entity() {
             "{paged}"
         );
         assert_eq!(admin.get("/tags?tags=x").await.0, 400);
+        // HEAD is answered wherever GET is, without a body.
+        assert_eq!(admin.call("HEAD", "/tags", None).await, (200, Value::Null));
+        assert_eq!(
+            admin.call("HEAD", "/services/users", None).await,
+            (200, Value::Null)
+        );
     });
 }
 

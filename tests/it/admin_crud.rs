@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use crate::cli::Running;
+use crate::database::runtime;
 use crate::support::{Upstream, client};
 use crate::test_db::PgDatabase;
 use crate::tls::{Leaf, Pki, connect, default_client};
@@ -31,14 +32,6 @@ fn every_entity_kind_on_postgresql() {
     let db = rt.block_on(PgDatabase::create());
     let node = Running::start_database(&db.url, &[]);
     rt.block_on(matrix(&node, &up));
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// The parents every kind hangs from, created once.

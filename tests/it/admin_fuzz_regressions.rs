@@ -8,15 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cli::Running;
+use crate::database::runtime;
 use crate::support::client;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// `(status, Allow header, JSON body)` of one request.
 async fn call(
