@@ -202,12 +202,7 @@ impl Admin {
                 child,
                 field,
             } => {
-                let Some(owner_id) = parent
-                    .find(&snap, key)
-                    .as_ref()
-                    .and_then(id_of)
-                    .map(String::from)
-                else {
+                let Some(owner_id) = parent.id_of(&snap, key) else {
                     return not_found();
                 };
                 let owner_id = owner_id.as_str();
@@ -230,12 +225,7 @@ impl Admin {
                 child,
                 field,
             } => {
-                let Some(owner_id) = parent
-                    .find(&snap, key)
-                    .as_ref()
-                    .and_then(id_of)
-                    .map(String::from)
-                else {
+                let Some(owner_id) = parent.id_of(&snap, key) else {
                     return not_found();
                 };
                 let owner_id = owner_id.as_str();

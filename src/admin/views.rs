@@ -126,6 +126,14 @@ impl Kind {
         by("id").or_else(|| self.natural_keys.iter().find_map(|f| by(f)))
     }
 
+    /// The id of the entity `key` names.
+    pub fn id_of(&self, snapshot: &Snapshot, key: &str) -> Option<String> {
+        self.find(snapshot, key)
+            .as_ref()
+            .and_then(id_of)
+            .map(String::from)
+    }
+
     /// Whether `key` names `entity`: its id or one of its natural keys.
     pub fn is_named(&self, entity: &Value, key: &str) -> bool {
         std::iter::once("id")
